@@ -1,0 +1,496 @@
+package eventstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config tunes a Store. The zero value is usable.
+type Config struct {
+	// AppendWorkers is how many append transactions may run at once
+	// (default 4). Appends arriving while all are busy are batched into the
+	// next transaction, so concurrent writers share commits.
+	AppendWorkers int
+	// MaxBatch caps the appends carried by one transaction (default 128).
+	MaxBatch int
+	// AppendTimeout bounds one append transaction (default 30s).
+	AppendTimeout time.Duration
+	// PollInterval is how often a tailer polls when no notification wakes
+	// it (default 250ms).
+	PollInterval time.Duration
+	// Channel is the LISTEN/NOTIFY channel for new events (default
+	// "orderflow_events").
+	Channel string
+	// Registerer receives the store's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Logger receives unexpected errors; nil discards them.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.AppendWorkers <= 0 {
+		c.AppendWorkers = 4
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 128
+	}
+	if c.AppendTimeout <= 0 {
+		c.AppendTimeout = 30 * time.Second
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 250 * time.Millisecond
+	}
+	if c.Channel == "" {
+		c.Channel = "orderflow_events"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Store is the event log. It is safe for concurrent use; Close stops its
+// background work.
+type Store struct {
+	pool *pgxpool.Pool
+	cfg  Config
+
+	queue   chan *appendRequest
+	wake    chan struct{}
+	closing chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+
+	appended   prometheus.Counter
+	events     prometheus.Counter
+	conflicts  prometheus.Counter
+	duplicates prometheus.Counter
+	batchSize  prometheus.Histogram
+}
+
+// New returns a Store over pool and starts its append workers and notifier.
+func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
+	if pool == nil {
+		return nil, errors.New("eventstore: nil pool")
+	}
+	cfg.setDefaults()
+	s := &Store{
+		pool:    pool,
+		cfg:     cfg,
+		queue:   make(chan *appendRequest),
+		wake:    make(chan struct{}, 1),
+		closing: make(chan struct{}),
+		appended: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderflow_eventstore_appends_total", Help: "Appends committed.",
+		}),
+		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderflow_eventstore_events_appended_total", Help: "Events committed.",
+		}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderflow_eventstore_conflicts_total", Help: "Appends refused because an expected version did not hold.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderflow_eventstore_duplicate_commands_total", Help: "Appends answered from an earlier command with the same id.",
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "orderflow_eventstore_append_batch_size", Help: "Appends carried by one append transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 8),
+		}),
+	}
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{s.appended, s.events, s.conflicts, s.duplicates, s.batchSize, &txAgeCollector{s}} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("eventstore: register metrics: %w", err)
+			}
+		}
+	}
+	for range cfg.AppendWorkers {
+		s.wg.Go(s.appendWorker)
+	}
+	s.wg.Go(s.notifier)
+	return s, nil
+}
+
+// Close stops the workers after the transactions in flight finish. Appends
+// after Close fail with ErrClosed. The pool is not closed.
+func (s *Store) Close() {
+	s.once.Do(func() { close(s.closing) })
+	s.wg.Wait()
+}
+
+type appendRequest struct {
+	payload []byte // one element of the batch array
+	events  int
+	done    chan appendOutcome
+}
+
+type appendOutcome struct {
+	res Result
+	err error
+}
+
+// Append appends a to the log, all or nothing. It returns ErrConcurrency
+// (as a *ConflictError) when an expected version does not hold,
+// ErrDuplicateCommand with the first Result when the command id was already
+// used by the same command, ErrCommandIDReused when it was used by another,
+// and ErrInvalidAppend for a malformed append. If ctx ends while the append
+// is in flight, the append may still commit.
+func (s *Store) Append(ctx context.Context, a Append) (Result, error) {
+	payload, err := encodeAppend(a)
+	if err != nil {
+		return Result{}, err
+	}
+	events := 0
+	for _, st := range a.Streams {
+		events += len(st.Events)
+	}
+	req := &appendRequest{payload: payload, events: events, done: make(chan appendOutcome, 1)}
+	select {
+	case s.queue <- req:
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	case <-s.closing:
+		return Result{}, ErrClosed
+	}
+	select {
+	case out := <-req.done:
+		return out.res, out.err
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+}
+
+func (s *Store) appendWorker() {
+	batch := make([]*appendRequest, 0, s.cfg.MaxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-s.queue:
+			batch = append(batch, r)
+		case <-s.closing:
+			return
+		}
+	drain:
+		for len(batch) < s.cfg.MaxBatch {
+			select {
+			case r := <-s.queue:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		s.runBatch(batch)
+	}
+}
+
+// runBatch appends a batch in one transaction. If the transaction fails as a
+// whole, each append is retried alone so one bad append cannot fail others.
+func (s *Store) runBatch(batch []*appendRequest) {
+	s.batchSize.Observe(float64(len(batch)))
+	outs, err := s.execBatch(batch)
+	if err != nil && len(batch) > 1 {
+		for _, r := range batch {
+			s.runBatch([]*appendRequest{r})
+		}
+		return
+	}
+	wrote := false
+	for i, r := range batch {
+		if err != nil {
+			r.done <- appendOutcome{err: err}
+			continue
+		}
+		if outs[i].err == nil {
+			wrote = true
+		}
+		r.done <- outs[i]
+	}
+	if wrote {
+		s.notify()
+	}
+}
+
+type batchResult struct {
+	Status   string `json:"s"`
+	Result   Result `json:"r"`
+	Stream   string `json:"stream"`
+	Expected int64  `json:"expected"`
+	Actual   int64  `json:"actual"`
+}
+
+func (s *Store) execBatch(batch []*appendRequest) ([]appendOutcome, error) {
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	for i, r := range batch {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(r.payload)
+	}
+	buf.WriteByte(']')
+
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AppendTimeout)
+	defer cancel()
+	var raw []byte
+	if err := s.pool.QueryRow(ctx, "select orderflow_append($1::jsonb)", buf.Bytes()).Scan(&raw); err != nil {
+		return nil, mapError(fmt.Errorf("eventstore: append: %w", err))
+	}
+	var results []batchResult
+	if err := json.Unmarshal(raw, &results); err != nil || len(results) != len(batch) {
+		return nil, fmt.Errorf("eventstore: append: unexpected result %.200s", raw)
+	}
+	outs := make([]appendOutcome, len(batch))
+	for i, r := range results {
+		switch r.Status {
+		case "ok":
+			s.appended.Inc()
+			s.events.Add(float64(batch[i].events))
+			outs[i] = appendOutcome{res: r.Result}
+		case "dup":
+			s.duplicates.Inc()
+			outs[i] = appendOutcome{res: r.Result, err: ErrDuplicateCommand}
+		case "reused":
+			outs[i] = appendOutcome{err: ErrCommandIDReused}
+		case "conflict":
+			s.conflicts.Inc()
+			outs[i] = appendOutcome{err: &ConflictError{StreamID: r.Stream, Expected: ExpectedVersion(r.Expected), Actual: r.Actual}}
+		default:
+			return nil, fmt.Errorf("eventstore: append: unexpected status %q", r.Status)
+		}
+	}
+	return outs, nil
+}
+
+// mapError turns PostgreSQL errors callers branch on into sentinels.
+func mapError(err error) error {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == "23505" { // unique_violation: a writer that bypassed the locks
+		return fmt.Errorf("%w: %w", ErrConcurrency, err)
+	}
+	return err
+}
+
+type wireEvent struct {
+	ID   uuid.UUID       `json:"id"`
+	Type string          `json:"type"`
+	SV   int             `json:"sv"`
+	Data json.RawMessage `json:"data"`
+	Meta Metadata        `json:"meta"`
+}
+
+type wireStream struct {
+	ID     string      `json:"id"`
+	Exp    int64       `json:"exp"`
+	Events []wireEvent `json:"events"`
+}
+
+type wireAppend struct {
+	Cmd     string       `json:"cmd"`
+	FP      string       `json:"fp"`
+	Streams []wireStream `json:"streams"`
+}
+
+// encodeAppend validates a and encodes it as one element of a batch.
+func encodeAppend(a Append) ([]byte, error) {
+	if len(a.Streams) == 0 {
+		return nil, fmt.Errorf("%w: no streams", ErrInvalidAppend)
+	}
+	w := wireAppend{Cmd: a.CommandID, FP: a.Fingerprint, Streams: make([]wireStream, len(a.Streams))}
+	seen := make(map[string]bool, len(a.Streams))
+	for i, st := range a.Streams {
+		switch {
+		case st.StreamID == "":
+			return nil, fmt.Errorf("%w: empty stream id", ErrInvalidAppend)
+		case seen[st.StreamID]:
+			return nil, fmt.Errorf("%w: stream %s named twice", ErrInvalidAppend, st.StreamID)
+		case len(st.Events) == 0:
+			return nil, fmt.Errorf("%w: no events for stream %s", ErrInvalidAppend, st.StreamID)
+		case st.Expected < Any:
+			return nil, fmt.Errorf("%w: expected version %d for stream %s", ErrInvalidAppend, st.Expected, st.StreamID)
+		}
+		seen[st.StreamID] = true
+		ws := wireStream{ID: st.StreamID, Exp: int64(st.Expected), Events: make([]wireEvent, len(st.Events))}
+		for j, e := range st.Events {
+			if e.Type == "" {
+				return nil, fmt.Errorf("%w: event without a type in stream %s", ErrInvalidAppend, st.StreamID)
+			}
+			if !json.Valid(e.Data) {
+				return nil, fmt.Errorf("%w: event %s in stream %s: data is not JSON", ErrInvalidAppend, e.Type, st.StreamID)
+			}
+			id := e.ID
+			if id == uuid.Nil {
+				id = uuid.Must(uuid.NewV7())
+			}
+			sv := e.SchemaVersion
+			if sv <= 0 {
+				sv = 1
+			}
+			ws.Events[j] = wireEvent{ID: id, Type: e.Type, SV: sv, Data: e.Data, Meta: e.Metadata}
+		}
+		w.Streams[i] = ws
+	}
+	return json.Marshal(w)
+}
+
+func (s *Store) notify() {
+	select {
+	case s.wake <- struct{}{}:
+	default: // a notification is already due; it covers this append too
+	}
+}
+
+// notifier sends one NOTIFY per burst of commits, after they committed:
+// NOTIFY inside an append transaction would serialise every commit on
+// PostgreSQL's notify queue lock.
+func (s *Store) notifier() {
+	for {
+		select {
+		case <-s.wake:
+		case <-s.closing:
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, err := s.pool.Exec(ctx, "select pg_notify($1, '')", s.cfg.Channel); err != nil {
+			s.cfg.Logger.Warn("eventstore: notify failed; tailers fall back to polling", "err", err)
+		}
+		cancel()
+	}
+}
+
+const eventColumns = `seq, tx_id, event_id, stream_id, version, type, schema_version, data, metadata, recorded_at`
+
+func scanEvents(rows pgx.Rows) ([]Event, error) {
+	var out []Event
+	for rows.Next() {
+		var (
+			e    Event
+			meta []byte
+		)
+		if err := rows.Scan(&e.Position.Seq, &e.Position.TxID, &e.ID, &e.StreamID, &e.Version, &e.Type,
+			&e.SchemaVersion, &e.Data, &meta, &e.RecordedAt); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(meta, &e.Metadata); err != nil {
+			return nil, fmt.Errorf("metadata of event %s: %w", e.ID, err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// ReadStream returns the events of streamID from version from on (1 is the
+// start), in version order, at most limit of them (0: all). It returns
+// ErrNotFound when the stream has no events at all.
+func (s *Store) ReadStream(ctx context.Context, streamID string, from int64, limit int) ([]Event, error) {
+	if from < 1 {
+		from = 1
+	}
+	lim := any(nil)
+	if limit > 0 {
+		lim = limit
+	}
+	rows, err := s.pool.Query(ctx, `select `+eventColumns+` from events
+		where stream_id = $1 and version >= $2 order by version limit $3`, streamID, from, lim)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: read %s: %w", streamID, err)
+	}
+	events, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: read %s: %w", streamID, err)
+	}
+	if len(events) == 0 {
+		exists := false
+		if from > 1 {
+			if err := s.pool.QueryRow(ctx, `select exists (select 1 from events where stream_id = $1)`, streamID).Scan(&exists); err != nil {
+				return nil, fmt.Errorf("eventstore: read %s: %w", streamID, err)
+			}
+		}
+		if !exists {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, streamID)
+		}
+	}
+	return events, nil
+}
+
+// ReadAll returns up to limit events after position after, in the safe global
+// order: only events of transactions older than every transaction still
+// running, ordered by (transaction id, sequence). An event that commits later
+// always sorts after the last position returned, so a reader that resumes
+// from there skips nothing, and each stream reads in version order.
+func (s *Store) ReadAll(ctx context.Context, after Position, limit int) ([]Event, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := s.pool.Query(ctx, `select `+eventColumns+` from events
+		where (tx_id, seq) > ($1, $2)
+		  and tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+		order by tx_id, seq
+		limit $3`, after.TxID, after.Seq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: read all after %s: %w", after, err)
+	}
+	events, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: read all after %s: %w", after, err)
+	}
+	return events, nil
+}
+
+// Head returns the position of the last event a tailer can read now (the
+// zero Position if none).
+func (s *Store) Head(ctx context.Context) (Position, error) {
+	var p Position
+	err := s.pool.QueryRow(ctx, `select tx_id, seq from events
+		where tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+		order by tx_id desc, seq desc limit 1`).Scan(&p.TxID, &p.Seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Position{}, nil
+	}
+	if err != nil {
+		return Position{}, fmt.Errorf("eventstore: head: %w", err)
+	}
+	return p, nil
+}
+
+// OldestTransactionAge returns how long the oldest transaction that holds a
+// transaction id has been open in this database: tailers cannot pass its
+// events until it ends. It is 0 when none is open.
+func (s *Store) OldestTransactionAge(ctx context.Context) (time.Duration, error) {
+	var secs float64
+	err := s.pool.QueryRow(ctx, `select coalesce(extract(epoch from now() - min(xact_start)), 0)::float8
+		from pg_stat_activity where datname = current_database() and backend_xid is not null`).Scan(&secs)
+	if err != nil {
+		return 0, fmt.Errorf("eventstore: oldest transaction: %w", err)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}
+
+// txAgeCollector exports OldestTransactionAge at scrape time.
+type txAgeCollector struct{ s *Store }
+
+var txAgeDesc = prometheus.NewDesc("orderflow_eventstore_oldest_transaction_seconds",
+	"Age of the oldest open writing transaction; tailers wait behind it.", nil, nil)
+
+func (c *txAgeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- txAgeDesc }
+
+func (c *txAgeCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	age, err := c.s.OldestTransactionAge(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(txAgeDesc, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(txAgeDesc, prometheus.GaugeValue, age.Seconds())
+}

@@ -1,0 +1,487 @@
+package eventstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/internal/dbtest"
+)
+
+func MustStore(tb testing.TB) (*eventstore.Store, *pgxpool.Pool) {
+	tb.Helper()
+	pool := dbtest.MustPool(tb)
+	s, err := eventstore.New(pool, eventstore.Config{PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Close)
+	return s, pool
+}
+
+func ev(typ string, n int) eventstore.EventData {
+	return eventstore.EventData{Type: typ, Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))}
+}
+
+func one(stream string, exp eventstore.ExpectedVersion, events ...eventstore.EventData) eventstore.Append {
+	return eventstore.Append{Streams: []eventstore.StreamAppend{{StreamID: stream, Expected: exp, Events: events}}}
+}
+
+func mustAppend(tb testing.TB, s *eventstore.Store, a eventstore.Append) eventstore.Result {
+	tb.Helper()
+	res, err := s.Append(context.Background(), a)
+	if err != nil {
+		tb.Fatalf("append: %v", err)
+	}
+	return res
+}
+
+func countEvents(tb testing.TB, pool *pgxpool.Pool) int {
+	tb.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), "select count(*) from events").Scan(&n); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+func TestAppendAndReadStream(t *testing.T) {
+	t.Parallel()
+	s, _ := MustStore(t)
+	ctx := context.Background()
+
+	res := mustAppend(t, s, one("order-1", eventstore.NoStream, ev("A", 1), ev("B", 2)))
+	if v, ok := res.Version("order-1"); !ok || v != 2 {
+		t.Fatalf("version after first append = %d, %v; want 2", v, ok)
+	}
+	res = mustAppend(t, s, one("order-1", eventstore.Exactly(2), ev("C", 3)))
+	if v, _ := res.Version("order-1"); v != 3 {
+		t.Fatalf("version after second append = %d; want 3", v)
+	}
+	mustAppend(t, s, one("order-1", eventstore.Any, ev("D", 4)))
+
+	events, err := s.ReadStream(ctx, "order-1", 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"A", "B", "C", "D"}
+	if len(events) != len(want) {
+		t.Fatalf("read %d events, want %d", len(events), len(want))
+	}
+	for i, e := range events {
+		if e.Type != want[i] || e.Version != int64(i+1) || e.StreamID != "order-1" {
+			t.Fatalf("event %d = %s v%d of %s; want %s v%d", i, e.Type, e.Version, e.StreamID, want[i], i+1)
+		}
+	}
+	tail, err := s.ReadStream(ctx, "order-1", 3, 1)
+	if err != nil || len(tail) != 1 || tail[0].Type != "C" {
+		t.Fatalf("ReadStream from 3 limit 1 = %v, %v; want [C]", tail, err)
+	}
+	if after, err := s.ReadStream(ctx, "order-1", 9, 0); err != nil || len(after) != 0 {
+		t.Fatalf("ReadStream past the end = %v, %v; want empty, nil", after, err)
+	}
+	if _, err := s.ReadStream(ctx, "order-none", 1, 0); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("ReadStream of a missing stream: err = %v; want ErrNotFound", err)
+	}
+	if _, err := s.ReadStream(ctx, "order-none", 5, 0); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("ReadStream of a missing stream from 5: err = %v; want ErrNotFound", err)
+	}
+}
+
+func TestExpectedVersionConflicts(t *testing.T) {
+	t.Parallel()
+	s, pool := MustStore(t)
+	mustAppend(t, s, one("sku-a", eventstore.NoStream, ev("A", 1)))
+
+	tests := []struct {
+		name   string
+		exp    eventstore.ExpectedVersion
+		actual int64
+	}{
+		{"no stream on an existing stream", eventstore.NoStream, 1},
+		{"stale version", eventstore.Exactly(0), 1},
+		{"future version", eventstore.Exactly(5), 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.Append(context.Background(), one("sku-a", tt.exp, ev("X", 9)))
+			var ce *eventstore.ConflictError
+			if !errors.Is(err, eventstore.ErrConcurrency) || !errors.As(err, &ce) {
+				t.Fatalf("err = %v; want a ConflictError", err)
+			}
+			if ce.StreamID != "sku-a" || ce.Actual != tt.actual || ce.Expected != tt.exp {
+				t.Fatalf("conflict = %+v; want stream sku-a expected %d actual %d", ce, tt.exp, tt.actual)
+			}
+		})
+	}
+	if n := countEvents(t, pool); n != 1 {
+		t.Fatalf("%d events stored after refused appends; want 1", n)
+	}
+	if _, err := s.Append(context.Background(), one("sku-b", eventstore.Exactly(3), ev("X", 1))); !errors.Is(err, eventstore.ErrConcurrency) {
+		t.Fatalf("exact version on a missing stream: err = %v; want ErrConcurrency", err)
+	}
+}
+
+func TestConcurrentAppendsAtSameVersionOneWins(t *testing.T) {
+	t.Parallel()
+	s, pool := MustStore(t)
+	mustAppend(t, s, one("order-hot", eventstore.NoStream, ev("Placed", 0)))
+
+	const writers = 32
+	for round := range 5 {
+		var (
+			wg        sync.WaitGroup
+			mu        sync.Mutex
+			wins      int
+			conflicts int
+			others    []error
+		)
+		start := make(chan struct{})
+		expected := eventstore.Exactly(int64(round + 1))
+		for i := range writers {
+			wg.Go(func() {
+				<-start
+				_, err := s.Append(context.Background(), one("order-hot", expected, ev("Changed", i)))
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					wins++
+				case errors.Is(err, eventstore.ErrConcurrency):
+					conflicts++
+				default:
+					others = append(others, err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if wins != 1 || conflicts != writers-1 || len(others) > 0 {
+			t.Fatalf("round %d: %d wins, %d conflicts, other errors %v; want 1 win and %d conflicts",
+				round, wins, conflicts, others, writers-1)
+		}
+	}
+	if n := countEvents(t, pool); n != 6 {
+		t.Fatalf("%d events stored; want 6", n)
+	}
+}
+
+func TestMultiStreamAppendIsAllOrNothing(t *testing.T) {
+	t.Parallel()
+	s, pool := MustStore(t)
+	ctx := context.Background()
+	mustAppend(t, s, one("sku-a", eventstore.NoStream, ev("StockAdded", 1)))
+	mustAppend(t, s, one("sku-b", eventstore.NoStream, ev("StockAdded", 1), ev("StockAdded", 2)))
+
+	stale := eventstore.Append{Streams: []eventstore.StreamAppend{
+		{StreamID: "sku-a", Expected: eventstore.Exactly(1), Events: []eventstore.EventData{ev("StockReserved", 1)}},
+		{StreamID: "sku-b", Expected: eventstore.Exactly(1), Events: []eventstore.EventData{ev("StockReserved", 1)}}, // is at 2
+		{StreamID: "reservation-1", Expected: eventstore.NoStream, Events: []eventstore.EventData{ev("InventoryReserved", 1)}},
+	}}
+	_, err := s.Append(ctx, stale)
+	var ce *eventstore.ConflictError
+	if !errors.As(err, &ce) || ce.StreamID != "sku-b" || ce.Actual != 2 {
+		t.Fatalf("err = %v; want a conflict on sku-b at 2", err)
+	}
+	if n := countEvents(t, pool); n != 3 {
+		t.Fatalf("%d events stored after the refused multi-stream append; want 3", n)
+	}
+
+	stale.Streams[1].Expected = eventstore.Exactly(2)
+	res := mustAppend(t, s, stale)
+	for stream, want := range map[string]int64{"sku-a": 2, "sku-b": 3, "reservation-1": 1} {
+		if v, ok := res.Version(stream); !ok || v != want {
+			t.Fatalf("version of %s = %d, %v; want %d", stream, v, ok, want)
+		}
+	}
+	// All three streams were written by one transaction.
+	var txs int
+	if err := pool.QueryRow(ctx, `select count(distinct tx_id) from events where type in ('StockReserved', 'InventoryReserved')`).Scan(&txs); err != nil {
+		t.Fatal(err)
+	}
+	if txs != 1 {
+		t.Fatalf("multi-stream append used %d transactions; want 1", txs)
+	}
+}
+
+func TestIdempotentCommands(t *testing.T) {
+	t.Parallel()
+	s, pool := MustStore(t)
+	ctx := context.Background()
+	a := one("order-idem", eventstore.NoStream, ev("Placed", 1), ev("Noted", 2))
+	a.CommandID, a.Fingerprint = "cmd-1", "fp-1"
+
+	first := mustAppend(t, s, a)
+	// A retry, even one whose expected version no longer holds, answers from the first.
+	again, err := s.Append(ctx, a)
+	if !errors.Is(err, eventstore.ErrDuplicateCommand) {
+		t.Fatalf("second append: err = %v; want ErrDuplicateCommand", err)
+	}
+	if v1, _ := first.Version("order-idem"); func() int64 { v, _ := again.Version("order-idem"); return v }() != v1 {
+		t.Fatalf("duplicate result %+v differs from first %+v", again, first)
+	}
+	// Concurrent retries of a new command: one set of events.
+	b := one("order-idem-2", eventstore.Any, ev("Placed", 1))
+	b.CommandID, b.Fingerprint = "cmd-2", "fp-2"
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Go(func() {
+			_, err := s.Append(ctx, b)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	oks := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			oks++
+		case errors.Is(err, eventstore.ErrDuplicateCommand):
+		default:
+			t.Fatalf("concurrent retry: %v", err)
+		}
+	}
+	if oks != 1 {
+		t.Fatalf("%d concurrent retries appended; want 1", oks)
+	}
+
+	reused := one("order-other", eventstore.Any, ev("Placed", 1))
+	reused.CommandID, reused.Fingerprint = "cmd-1", "fp-other"
+	if _, err := s.Append(ctx, reused); !errors.Is(err, eventstore.ErrCommandIDReused) {
+		t.Fatalf("reused command id: err = %v; want ErrCommandIDReused", err)
+	}
+	if n := countEvents(t, pool); n != 3 {
+		t.Fatalf("%d events stored; want 3 (2 + 1)", n)
+	}
+}
+
+func TestInvalidAppendsStoreNothing(t *testing.T) {
+	t.Parallel()
+	s, pool := MustStore(t)
+	tests := []struct {
+		name string
+		a    eventstore.Append
+	}{
+		{"no streams", eventstore.Append{}},
+		{"empty stream id", one("", eventstore.Any, ev("A", 1))},
+		{"no events", one("order-x", eventstore.Any)},
+		{"no type", one("order-x", eventstore.Any, eventstore.EventData{Data: json.RawMessage(`{}`)})},
+		{"data not JSON", one("order-x", eventstore.Any, eventstore.EventData{Type: "A", Data: json.RawMessage(`{`)})},
+		{"bad expected version", one("order-x", eventstore.ExpectedVersion(-7), ev("A", 1))},
+		{"stream named twice", eventstore.Append{Streams: []eventstore.StreamAppend{
+			{StreamID: "order-x", Expected: eventstore.Any, Events: []eventstore.EventData{ev("A", 1)}},
+			{StreamID: "order-x", Expected: eventstore.Any, Events: []eventstore.EventData{ev("A", 1)}},
+		}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := s.Append(context.Background(), tt.a); !errors.Is(err, eventstore.ErrInvalidAppend) {
+				t.Fatalf("err = %v; want ErrInvalidAppend", err)
+			}
+		})
+	}
+	if n := countEvents(t, pool); n != 0 {
+		t.Fatalf("%d events stored; want 0", n)
+	}
+}
+
+func TestPosition(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", "0.0", "12.345"} {
+		p, err := eventstore.ParsePosition(s)
+		if err != nil {
+			t.Fatalf("ParsePosition(%q): %v", s, err)
+		}
+		if s != "" && p.String() != s {
+			t.Fatalf("round trip of %q gave %q", s, p.String())
+		}
+	}
+	for _, s := range []string{"x", "1", "1.", ".1", "-1.2", "1.2.3", "1.-2"} {
+		if _, err := eventstore.ParsePosition(s); err == nil {
+			t.Fatalf("ParsePosition(%q) accepted a bad token", s)
+		}
+	}
+	a, b := eventstore.Position{TxID: 5, Seq: 9}, eventstore.Position{TxID: 6, Seq: 1}
+	if a.Compare(b) != -1 || b.Compare(a) != 1 || a.Compare(a) != 0 {
+		t.Fatal("Compare orders by transaction, then sequence")
+	}
+}
+
+// openAppend runs the store's append function in a transaction it leaves
+// open, as a slow writer would.
+func openAppend(t *testing.T, pool *pgxpool.Pool, stream string, exp int64, n int) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make([]map[string]any, n)
+	for i := range events {
+		events[i] = map[string]any{"id": fmt.Sprintf("00000000-0000-7000-8000-%012d", i+1), "type": "Slow", "sv": 1, "data": map[string]int{"n": i}}
+	}
+	batch, _ := json.Marshal([]any{map[string]any{"cmd": "", "streams": []any{map[string]any{"id": stream, "exp": exp, "events": events}}}})
+	var raw []byte
+	if err := tx.QueryRow(ctx, "select orderflow_append($1::jsonb)", batch).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// collect tails the store into a channel until the test ends.
+func collect(t *testing.T, s *eventstore.Store) <-chan eventstore.Event {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan eventstore.Event, 10_000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Subscribe(ctx, eventstore.Position{}, 7, func(_ context.Context, events []eventstore.Event) error {
+			for _, e := range events {
+				out <- e
+			}
+			return nil
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return out
+}
+
+func receive(t *testing.T, ch <-chan eventstore.Event, n int) []eventstore.Event {
+	t.Helper()
+	got := make([]eventstore.Event, 0, n)
+	timeout := time.After(30 * time.Second)
+	for len(got) < n {
+		select {
+		case e := <-ch:
+			got = append(got, e)
+		case <-timeout:
+			t.Fatalf("received %d of %d events", len(got), n)
+		}
+	}
+	return got
+}
+
+func label(e eventstore.Event) string { return fmt.Sprintf("%s@%d", e.StreamID, e.Version) }
+
+func TestTailWaitsForOpenTransaction(t *testing.T) {
+	t.Parallel()
+	for _, commit := range []bool{true, false} {
+		t.Run(fmt.Sprintf("commit=%v", commit), func(t *testing.T) {
+			t.Parallel()
+			s, pool := MustStore(t)
+			ctx := context.Background()
+			tail := collect(t, s)
+
+			mustAppend(t, s, one("order-a", eventstore.NoStream, ev("A1", 1)))
+			if got := receive(t, tail, 1); label(got[0]) != "order-a@1" {
+				t.Fatalf("first event = %s", label(got[0]))
+			}
+			slow := openAppend(t, pool, "order-slow", 0, 3) // holds a transaction id below what follows
+			mustAppend(t, s, one("order-b", eventstore.NoStream, ev("B1", 1), ev("B2", 2)))
+			mustAppend(t, s, one("order-a", eventstore.Exactly(1), ev("A2", 2)))
+
+			// Nothing after the open transaction may be read while it is open.
+			all, err := s.ReadAll(ctx, eventstore.Position{}, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(all) != 1 {
+				t.Fatalf("ReadAll while a transaction is open returned %d events; want only order-a@1", len(all))
+			}
+			age, err := s.OldestTransactionAge(ctx)
+			if err != nil || age <= 0 {
+				t.Fatalf("OldestTransactionAge = %v, %v; want > 0 while a transaction is open", age, err)
+			}
+			// Nor delivered by the tail so far (with commit=true the order
+			// check below also catches a later early delivery).
+			select {
+			case e := <-tail:
+				t.Fatalf("tail delivered %s while an earlier transaction was open", label(e))
+			default:
+			}
+
+			if commit {
+				if err := slow.Commit(ctx); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := slow.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"order-b@1", "order-b@2", "order-a@2"}
+			if commit {
+				want = []string{"order-slow@1", "order-slow@2", "order-slow@3", "order-b@1", "order-b@2", "order-a@2"}
+			}
+			got := receive(t, tail, len(want))
+			for i := range want {
+				if label(got[i]) != want[i] {
+					t.Fatalf("tail order: got %v; want %v", labels(got), want)
+				}
+			}
+			// The marker proves nothing else (e.g. rolled-back events) was queued.
+			mustAppend(t, s, one("order-marker", eventstore.NoStream, ev("M", 1)))
+			if got := receive(t, tail, 1); label(got[0]) != "order-marker@1" {
+				t.Fatalf("after the expected events the tail delivered %s; want the marker", label(got[0]))
+			}
+		})
+	}
+}
+
+func labels(events []eventstore.Event) []string {
+	out := make([]string, len(events))
+	for i, e := range events {
+		out[i] = label(e)
+	}
+	return out
+}
+
+// Many writers race over a few streams with transactions of different
+// lengths; a tailer running alongside must see every event exactly once, each
+// stream in version order, and in positions that only grow.
+func TestTailUnderConcurrentWriters(t *testing.T) {
+	t.Parallel()
+	s, _ := MustStore(t)
+	tail := collect(t, s)
+	const writers, perWriter, streams = 8, 60, 5
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range perWriter {
+				stream := fmt.Sprintf("order-%d", (w+i)%streams)
+				if _, err := s.Append(context.Background(), one(stream, eventstore.Any, ev("E", w*1000+i))); err != nil {
+					t.Errorf("append: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got := receive(t, tail, writers*perWriter)
+	last := map[string]int64{}
+	var prev eventstore.Position
+	for _, e := range got {
+		if e.Position.Compare(prev) <= 0 {
+			t.Fatalf("position %s not after %s", e.Position, prev)
+		}
+		prev = e.Position
+		if e.Version != last[e.StreamID]+1 {
+			t.Fatalf("%s: version %d after %d", e.StreamID, e.Version, last[e.StreamID])
+		}
+		last[e.StreamID] = e.Version
+	}
+	select {
+	case e := <-tail:
+		t.Fatalf("tail delivered an extra event %s", label(e))
+	default:
+	}
+}

@@ -1,0 +1,89 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Subscribe tails the log from after position after, calling fn with each
+// batch of at most batchSize events (0: 500) in the safe global order of
+// ReadAll. It wakes on the store's notification and polls every
+// PollInterval in case a notification was lost or a transaction that was
+// holding the tail back ended. It returns when ctx ends (with ctx.Err()) or
+// when fn returns an error (with that error); fn's batch is then not
+// acknowledged and the caller resumes from the last position it kept.
+func (s *Store) Subscribe(ctx context.Context, after Position, batchSize int, fn func(context.Context, []Event) error) error {
+	if batchSize <= 0 {
+		batchSize = 500
+	}
+	listener, err := s.listen(ctx)
+	if err != nil {
+		// Tailing still works by polling; say so once.
+		s.cfg.Logger.Warn("eventstore: subscribe without notifications; polling", "err", err)
+	}
+	if listener != nil {
+		defer listener.Close(context.WithoutCancel(ctx))
+	}
+	for {
+		events, err := s.ReadAll(ctx, after, batchSize)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		if len(events) > 0 {
+			if err := fn(ctx, events); err != nil {
+				return err
+			}
+			after = events[len(events)-1].Position
+			if len(events) == batchSize {
+				continue // more is waiting
+			}
+		}
+		if err := s.waitForEvents(ctx, listener); err != nil {
+			return err
+		}
+	}
+}
+
+// listen opens a connection of its own that LISTENs on the store's channel.
+// It does not come from the pool: a listening connection must never be
+// handed to someone else.
+func (s *Store) listen(ctx context.Context) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: listen: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "listen "+pgx.Identifier{s.cfg.Channel}.Sanitize()); err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("eventstore: listen: %w", err)
+	}
+	return conn, nil
+}
+
+// waitForEvents returns after a notification, after PollInterval, or with
+// ctx.Err() when ctx ends.
+func (s *Store) waitForEvents(ctx context.Context, listener *pgx.Conn) error {
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.PollInterval)
+	defer cancel()
+	if listener == nil || listener.IsClosed() {
+		<-wctx.Done()
+		return ctx.Err()
+	}
+	_, err := listener.WaitForNotification(wctx)
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err == nil, errors.Is(err, context.DeadlineExceeded):
+		return nil
+	default:
+		// The connection broke; keep tailing by polling.
+		s.cfg.Logger.Warn("eventstore: listener lost; polling", "err", err)
+		<-wctx.Done()
+		return ctx.Err()
+	}
+}
