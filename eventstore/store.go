@@ -494,3 +494,30 @@ func (c *txAgeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(txAgeDesc, prometheus.GaugeValue, age.Seconds())
 }
+
+// CommandRecord is what the store kept of a command that appended.
+type CommandRecord struct {
+	CommandID   string
+	Fingerprint string
+	Result      Result
+	RecordedAt  time.Time
+}
+
+// LookupCommand returns the record of a command id that appended, or
+// ErrNotFound.
+func (s *Store) LookupCommand(ctx context.Context, commandID string) (CommandRecord, error) {
+	rec := CommandRecord{CommandID: commandID}
+	var raw []byte
+	err := s.pool.QueryRow(ctx, `select fingerprint, result, recorded_at from commands where command_id = $1`, commandID).
+		Scan(&rec.Fingerprint, &raw, &rec.RecordedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return CommandRecord{}, fmt.Errorf("%w: command %s", ErrNotFound, commandID)
+	}
+	if err != nil {
+		return CommandRecord{}, fmt.Errorf("eventstore: lookup command %s: %w", commandID, err)
+	}
+	if err := json.Unmarshal(raw, &rec.Result); err != nil {
+		return CommandRecord{}, fmt.Errorf("eventstore: lookup command %s: %w", commandID, err)
+	}
+	return rec, nil
+}

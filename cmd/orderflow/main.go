@@ -1,0 +1,156 @@
+// Command orderflow runs the orderflow backend.
+//
+//	orderflow serve    run the roles chosen by --roles (default all) until SIGTERM
+//	orderflow migrate  apply the database migrations and exit
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/orderflow/orderflow/api"
+	"github.com/orderflow/orderflow/command"
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/httpapi"
+	"github.com/orderflow/orderflow/migrations"
+)
+
+const usage = `usage: orderflow <command> [flags]
+
+commands:
+  serve     run the roles chosen by --roles (default: all) until SIGTERM
+  migrate   apply the database migrations and exit
+
+Run "orderflow <command> -h" for the flags of a command; each flag also reads
+the environment variable named in its help.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "orderflow:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "serve":
+		cfg, err := loadConfig("serve", args[1:], getenv)
+		if err != nil {
+			return err
+		}
+		return serve(ctx, cfg, newLogger(stdout, cfg.LogLevel))
+	case "migrate":
+		cfg, err := loadConfig("migrate", args[1:], getenv)
+		if err != nil {
+			return err
+		}
+		logger := newLogger(stdout, cfg.LogLevel)
+		v, err := migrations.ApplyURL(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		logger.Info("migrations applied", "version", v)
+		return nil
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// serve runs the configured roles until ctx ends, then drains: /readyz turns
+// unavailable, the HTTP server stops taking requests and finishes those in
+// flight, the event store finishes its appends, and the pool closes.
+func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	logger.Info("starting orderflow", "config", cfg)
+
+	if cfg.MigrateOnStart {
+		v, err := migrations.ApplyURL(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		logger.Info("migrations applied", "version", v)
+	}
+	poolCfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	poolCfg.MaxConns = int32(cfg.DBMaxConns)
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer pool.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	store, err := eventstore.New(pool, eventstore.Config{AppendWorkers: cfg.AppendWorkers, Registerer: reg, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	metrics, err := httpapi.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	health := httpapi.NewHealth()
+	health.Add("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
+
+	r := httpapi.NewRouter(logger, metrics)
+	health.Mount(r, reg)
+	r.Method("GET", "/openapi.json", api.Handler())
+	for _, role := range cfg.Roles {
+		switch role {
+		case "command":
+			cmdAPI, err := command.NewAPI(store, time.Now, logger)
+			if err != nil {
+				return err
+			}
+			cmdAPI.Mount(r)
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	logger.Info("serving HTTP", "addr", ln.Addr().String(), "roles", cfg.Roles)
+	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSrv()
+	go func() {
+		select {
+		case <-ctx.Done():
+			logger.Info("shutting down: draining")
+			health.Drain()
+			stopSrv()
+		case <-srvCtx.Done(): // the server stopped by itself
+		}
+	}()
+	err = httpapi.Serve(srvCtx, httpapi.NewServer(httpapi.ServerConfig{Addr: cfg.HTTPAddr}, r, logger), ln, cfg.ShutdownTimeout)
+	logger.Info("stopped", "err", err)
+	return err
+}
