@@ -41,7 +41,7 @@ postgres:
 	@scripts/postgres.sh
 
 postgres-stop:
-	@d=.dev/postgres; [ -f $$d/postmaster.pid ] && runuser -u postgres -- /usr/lib/postgresql/*/bin/pg_ctl -D $$d stop -m fast || true
+	@scripts/postgres.sh stop
 
 clean:
 	rm -rf bin

@@ -5,7 +5,8 @@
 # installs Debian's PostgreSQL when it is absent, and starts a cluster that
 # belongs to this checkout: data in .dev/postgres (git-ignored), listening on
 # 127.0.0.1:${ORDERFLOW_PG_PORT:-54329} only, with a database and role named
-# orderflow. Running it again reuses what is there. Durability settings stay at
+# orderflow. Running it again reuses what is there. `postgres.sh stop` stops
+# the project's cluster. Durability settings stay at
 # PostgreSQL's defaults (fsync and synchronous_commit on).
 set -euo pipefail
 
@@ -33,6 +34,17 @@ find_bin() {
   return 1
 }
 
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+if [ "${1:-}" = stop ]; then
+  if bin=$(find_bin) && [ -f "$data/postmaster.pid" ]; then
+    as_pg "$bin/pg_ctl" -D "$data" stop -m fast >&2
+  fi
+  exit 0
+fi
+
 if ! bin=$(find_bin); then
   log "installing PostgreSQL from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
@@ -41,10 +53,7 @@ if ! bin=$(find_bin); then
   bin=$(find_bin)
 fi
 
-# PostgreSQL refuses to run as root: run the server as the postgres user.
-as_pg() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
+# PostgreSQL refuses to run as root: the server runs as the postgres user.
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 fi
