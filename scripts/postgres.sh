@@ -12,7 +12,7 @@ set -euo pipefail
 
 log() { printf 'postgres.sh: %s\n' "$*" >&2; }
 
-if [ -n "${DATABASE_URL:-}" ]; then
+if [ -n "${DATABASE_URL:-}" ] && [ "${1:-}" != stop ]; then
   if psql "$DATABASE_URL" -Atqc 'select 1' >/dev/null 2>&1; then
     log "using DATABASE_URL from the environment"
     printf '%s\n' "$DATABASE_URL"
