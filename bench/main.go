@@ -1,0 +1,138 @@
+// Command bench measures orderflow and writes the figures to BENCHMARKS.md.
+//
+// Every figure is printed beside a baseline measured in the same run on the
+// same machine: the event store against pgbench single-row inserts on the
+// same PostgreSQL server, the HTTP API against a trivial net/http handler
+// driven by the same load generator. Each section of the report is delimited
+// by HTML comments (<!-- bench:NAME --> ... <!-- /bench:NAME -->) and only the
+// sections that ran are rewritten, so the others survive.
+//
+// Usage:
+//
+//	go run ./bench [-only=eventstore|http|all] [-duration=10s] [-warmup=1s] [-out=BENCHMARKS.md]
+//
+// It needs DATABASE_URL (or -database-url) pointing at a PostgreSQL server on
+// which the role may CREATE DATABASE; every measurement gets a fresh database
+// that is dropped afterwards. Durability settings are read, never changed.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// config is what the flags say.
+type config struct {
+	databaseURL string
+	out         string
+	only        string
+	duration    time.Duration
+	warmup      time.Duration
+}
+
+// validate reports every problem with c at once.
+func (c config) validate() error {
+	var errs []error
+	if c.databaseURL == "" {
+		errs = append(errs, errors.New("no database: set DATABASE_URL or -database-url"))
+	}
+	if c.out == "" {
+		errs = append(errs, errors.New("-out is empty"))
+	}
+	switch c.only {
+	case "eventstore", "http", "all":
+	default:
+		errs = append(errs, fmt.Errorf("-only=%q: want eventstore, http or all", c.only))
+	}
+	// pgbench -T takes whole seconds; the baseline must run exactly as long.
+	if c.duration < time.Second || c.duration%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("-duration=%s: want whole seconds, at least 1s", c.duration))
+	}
+	if c.warmup < 0 || c.warmup%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("-warmup=%s: want whole seconds", c.warmup))
+	}
+	return errors.Join(errs...)
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL server to measure (default $DATABASE_URL)")
+	fs.StringVar(&c.out, "out", "BENCHMARKS.md", "report to rewrite (only the sections that ran)")
+	fs.StringVar(&c.only, "only", "all", "sections to run: eventstore, http or all")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured time per point (whole seconds)")
+	fs.DurationVar(&c.warmup, "warmup", time.Second, "unmeasured warm-up before each point (whole seconds)")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return c, c.validate()
+}
+
+// section is one part of the report: it measures and returns its markdown.
+type section struct {
+	name string
+	run  func(ctx context.Context, log *slog.Logger, cfg config, m machine) (string, error)
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+
+	m, err := probeMachine(ctx, cfg.databaseURL)
+	if err != nil {
+		return err
+	}
+	log.Info("machine", "cpu", m.CPUModel, "cores", m.Cores, "postgres", m.PGVersion,
+		"fsync", m.Fsync, "synchronous_commit", m.SynchronousCommit, "wal_sync_method", m.WALSyncMethod)
+	if m.Fsync != "on" || m.SynchronousCommit == "off" {
+		log.Warn("durability is not fully on; the figures are not comparable to production")
+	}
+
+	sections := []section{
+		{name: "eventstore", run: eventstoreSection},
+		{name: "http", run: httpSection},
+	}
+	for _, s := range sections {
+		if cfg.only != "all" && cfg.only != s.name {
+			continue
+		}
+		log.Info("section start", "section", s.name)
+		body, err := s.run(ctx, log, cfg, m)
+		if err != nil {
+			return fmt.Errorf("section %s: %w", s.name, err)
+		}
+		// Printed first, so a report that cannot be written loses nothing;
+		// written as soon as it is done, so a later section's failure does
+		// not lose it either.
+		fmt.Fprint(os.Stdout, body)
+		if err := writeSection(cfg.out, s.name, body); err != nil {
+			return err
+		}
+		log.Info("section written", "section", s.name, "file", cfg.out)
+	}
+	return nil
+}

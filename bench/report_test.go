@@ -1,0 +1,147 @@
+// An internal test: package main cannot be imported by a _test package.
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWriteSection(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		initial *string // nil: no file
+		section string
+		body    string
+		want    string
+		wantErr bool
+	}{
+		{
+			name:    "creates the file with a header",
+			section: "eventstore",
+			body:    "figures\n",
+			want:    reportHeader + "\n<!-- bench:eventstore -->\nfigures\n<!-- /bench:eventstore -->\n",
+		},
+		{
+			name:    "replaces only its own section",
+			initial: ptr("# B\n\n<!-- bench:eventstore -->\nold\n<!-- /bench:eventstore -->\n\n<!-- bench:http -->\nkeep\n<!-- /bench:http -->\nfooter\n"),
+			section: "eventstore",
+			body:    "new",
+			want:    "# B\n\n<!-- bench:eventstore -->\nnew\n<!-- /bench:eventstore -->\n\n<!-- bench:http -->\nkeep\n<!-- /bench:http -->\nfooter\n",
+		},
+		{
+			name:    "appends a missing section",
+			initial: ptr("# B\n\nhand-written notes\n"),
+			section: "http",
+			body:    "h\n",
+			want:    "# B\n\nhand-written notes\n\n<!-- bench:http -->\nh\n<!-- /bench:http -->\n",
+		},
+		{
+			name:    "refuses an unterminated section",
+			initial: ptr("<!-- bench:http -->\nno end\n"),
+			section: "http",
+			body:    "h",
+			wantErr: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+			if tt.initial != nil {
+				if err := os.WriteFile(path, []byte(*tt.initial), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := writeSection(path, tt.section, tt.body)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatal("writeSection succeeded; want an error")
+				}
+				got, _ := os.ReadFile(path)
+				if string(got) != *tt.initial {
+					t.Fatalf("file changed on error:\n%s", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Fatalf("file =\n%s\nwant\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestWriteSectionTwiceIsStable(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	for range 2 {
+		if err := writeSection(path, "eventstore", "same\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := os.ReadFile(path)
+	if n := strings.Count(string(got), "<!-- bench:eventstore -->"); n != 1 {
+		t.Fatalf("section appears %d times:\n%s", n, got)
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	t.Parallel()
+	var d []time.Duration
+	for i := 100; i >= 1; i-- { // unsorted on purpose
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	l := summarise(d)
+	tests := []struct {
+		name string
+		p    float64
+		want time.Duration
+	}{
+		{"p50", 0.5, 50 * time.Millisecond},
+		{"p90", 0.9, 90 * time.Millisecond},
+		{"p99", 0.99, 99 * time.Millisecond},
+		{"p100", 1, 100 * time.Millisecond},
+		{"tiny p", 0.0001, time.Millisecond},
+	}
+	for _, tt := range tests {
+		if got := l.pct(tt.p); got != tt.want {
+			t.Errorf("%s = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if got := l.max(); got != 100*time.Millisecond {
+		t.Errorf("max = %v, want 100ms", got)
+	}
+	if got := latencies(nil).pct(0.99); got != 0 {
+		t.Errorf("p99 of nothing = %v, want 0", got)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	ok := config{databaseURL: "postgres://x", out: "B.md", only: "all", duration: 10 * time.Second, warmup: time.Second}
+	if err := ok.validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	bad := config{only: "nope", duration: 1500 * time.Millisecond, warmup: -time.Second}
+	err := bad.validate()
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, want := range []string{"DATABASE_URL", "-out", "-only", "-duration", "-warmup"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+}
+
+func ptr(s string) *string { return &s }
