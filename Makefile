@@ -3,31 +3,32 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin/orderflow
 
-# scripts/postgres.sh reuses a reachable DATABASE_URL or starts the project's
-# own cluster, and prints the URL to use.
-WITH_PG = url=$$(scripts/postgres.sh) && export DATABASE_URL="$$url" &&
+# scripts/postgres.sh and scripts/kafka.sh reuse a reachable DATABASE_URL /
+# KAFKA_BROKERS or start the project's own server, and print the address.
+WITH_PG    = url=$$(scripts/postgres.sh) && export DATABASE_URL="$$url" &&
+WITH_KAFKA = brokers=$$(scripts/kafka.sh) && export KAFKA_BROKERS="$$brokers" &&
 
-.PHONY: all build run test bench fuzz vet postgres postgres-stop clean
+.PHONY: all build run test bench fuzz vet postgres postgres-stop kafka kafka-stop stop clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/orderflow
 
-## run: bring up PostgreSQL and serve every role on ORDERFLOW_HTTP_ADDR (default :8080)
+## run: bring up PostgreSQL and Kafka and serve every role on ORDERFLOW_HTTP_ADDR (default :8080)
 run: build
-	@$(WITH_PG) exec ./$(BIN) serve
+	@$(WITH_PG) $(WITH_KAFKA) exec ./$(BIN) serve
 
-## test: every test, against the real PostgreSQL
+## test: every test, against the real PostgreSQL and Kafka
 test: vet
-	@$(WITH_PG) $(GO) test -race -count=1 -timeout 20m ./...
+	@$(WITH_PG) $(WITH_KAFKA) $(GO) test -race -count=1 -timeout 25m ./...
 
 vet:
 	$(GO) vet ./...
 
 ## bench: the benchmarks; figures go to BENCHMARKS.md
 bench:
-	@$(WITH_PG) $(GO) run ./bench -out BENCHMARKS.md
+	@$(WITH_PG) $(WITH_KAFKA) $(GO) run ./bench -out BENCHMARKS.md
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
@@ -42,6 +43,15 @@ postgres:
 
 postgres-stop:
 	@scripts/postgres.sh stop
+
+kafka:
+	@scripts/kafka.sh
+
+kafka-stop:
+	@scripts/kafka.sh stop
+
+## stop: stop the project's PostgreSQL and Kafka
+stop: kafka-stop postgres-stop
 
 clean:
 	rm -rf bin
