@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"sync"
@@ -75,13 +76,22 @@ type Check func(ctx context.Context) error
 
 // Health holds the readiness checks of a process and whether it is draining.
 type Health struct {
-	mu       sync.Mutex
-	checks   map[string]Check
-	draining bool
+	mu        sync.Mutex
+	checks    map[string]Check
+	degraders map[string]Check
+	draining  bool
 }
 
 // NewHealth returns a Health with no checks.
-func NewHealth() *Health { return &Health{checks: map[string]Check{}} }
+func NewHealth() *Health { return &Health{checks: map[string]Check{}, degraders: map[string]Check{}} }
+
+// AddDegraded registers a named check whose failure leaves the process
+// ready but degraded: /readyz still answers 200, with status "degraded".
+func (h *Health) AddDegraded(name string, c Check) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.degraders[name] = c
+}
 
 // Add registers a named readiness check.
 func (h *Health) Add(name string, c Check) {
@@ -102,18 +112,18 @@ type readiness struct {
 	Checks map[string]string `json:"checks"`
 }
 
-// Mount adds GET /healthz (the process is alive), GET /readyz (every check
-// passes and the process is not draining; 503 otherwise) and GET /metrics.
+// Mount adds GET /healthz (the process is alive), GET /readyz (200 "ready"
+// when every check passes, 200 "degraded" when only degraded checks fail, 503
+// "unavailable" when a check fails or the process is draining) and GET
+// /metrics.
 func (h *Health) Mount(r chi.Router, gatherer prometheus.Gatherer) {
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
-		checks := make(map[string]Check, len(h.checks))
-		for k, v := range h.checks {
-			checks[k] = v
-		}
+		checks := maps.Clone(h.checks)
+		degraders := maps.Clone(h.degraders)
 		draining := h.draining
 		h.mu.Unlock()
 
@@ -127,11 +137,21 @@ func (h *Health) Mount(r chi.Router, gatherer prometheus.Gatherer) {
 			}
 			out.Checks[name] = "ok"
 		}
+		for name, c := range degraders {
+			if err := c(ctx); err != nil {
+				if out.Status == "ready" {
+					out.Status = "degraded"
+				}
+				out.Checks[name] = err.Error()
+				continue
+			}
+			out.Checks[name] = "ok"
+		}
 		if draining {
 			out.Status, out.Checks["shutdown"] = "unavailable", "draining"
 		}
 		status := http.StatusOK
-		if out.Status != "ready" {
+		if out.Status == "unavailable" {
 			status = http.StatusServiceUnavailable
 		}
 		w.Header().Set("Cache-Control", "no-store")

@@ -91,6 +91,9 @@ psql_admin() { as_pg "$bin/psql" -h "$data" -p "$port" -U postgres -v ON_ERROR_S
 if [ "$(psql_admin -d postgres -c "select 1 from pg_roles where rolname = 'orderflow'")" != 1 ]; then
   psql_admin -d postgres -c "create role orderflow login createdb password 'orderflow'"
 fi
+# Tests drop their databases WITH (FORCE), which must be allowed to end
+# connections still open in them.
+psql_admin -d postgres -c "grant pg_signal_backend to orderflow" >/dev/null
 if [ "$(psql_admin -d postgres -c "select 1 from pg_database where datname = 'orderflow'")" != 1 ]; then
   psql_admin -d postgres -c "create database orderflow owner orderflow"
 fi

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,7 +14,9 @@ import (
 )
 
 // Roles this build can run; "all" runs every one of them in one process.
-var knownRoles = []string{"command"}
+var knownRoles = []string{"command", "relay"}
+
+var topicPrefixPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
 
 // Config is the whole configuration of `orderflow serve`, read from the
 // environment and overridden by flags.
@@ -26,6 +29,14 @@ type Config struct {
 	MigrateOnStart  bool
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
+
+	KafkaBrokers        []string
+	KafkaTopicPrefix    string
+	KafkaPartitions     int
+	KafkaReplication    int
+	RelayBatchSize      int
+	KafkaBreakerFails   int
+	KafkaBreakerTimeout time.Duration
 }
 
 // env describes one setting: its variable, flag and default.
@@ -42,6 +53,13 @@ var settings = []setting{
 	{"ORDERFLOW_MIGRATE_ON_START", "migrate", "true", "apply migrations at start-up"},
 	{"ORDERFLOW_SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long SIGTERM waits for requests in flight"},
 	{"ORDERFLOW_LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
+	{"KAFKA_BROKERS", "kafka-brokers", "", "comma-separated Kafka bootstrap addresses (required by the relay role)"},
+	{"ORDERFLOW_KAFKA_TOPIC_PREFIX", "kafka-topic-prefix", "orderflow", "topics are <prefix>.order, <prefix>.inventory, <prefix>.payment, <prefix>.unrouted"},
+	{"ORDERFLOW_KAFKA_PARTITIONS", "kafka-partitions", "6", "partitions of each topic the relay creates"},
+	{"ORDERFLOW_KAFKA_REPLICATION", "kafka-replication", "1", "replication factor of each topic the relay creates"},
+	{"ORDERFLOW_RELAY_BATCH_SIZE", "relay-batch-size", "1000", "most events the relay publishes per batch"},
+	{"ORDERFLOW_KAFKA_BREAKER_FAILURES", "kafka-breaker-failures", "5", "consecutive publish failures that open the Kafka breaker"},
+	{"ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT", "kafka-breaker-open-timeout", "5s", "how long the Kafka breaker stays open before a probe"},
 }
 
 // EnvVars lists every environment variable the configuration reads.
@@ -105,7 +123,26 @@ func loadConfig(name string, args []string, getenv func(string) string) (Config,
 	if cfg.AppendWorkers >= cfg.DBMaxConns {
 		errs = append(errs, fmt.Errorf("ORDERFLOW_APPEND_WORKERS (%d) must be below ORDERFLOW_DB_MAX_CONNS (%d) so reads get connections too", cfg.AppendWorkers, cfg.DBMaxConns))
 	}
+	for _, b := range strings.Split(*vals["KAFKA_BROKERS"], ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			cfg.KafkaBrokers = append(cfg.KafkaBrokers, b)
+		}
+	}
+	if slices.Contains(cfg.Roles, "relay") && len(cfg.KafkaBrokers) == 0 {
+		errs = append(errs, errors.New("KAFKA_BROKERS is required by the relay role"))
+	}
+	cfg.KafkaTopicPrefix = *vals["ORDERFLOW_KAFKA_TOPIC_PREFIX"]
+	if !topicPrefixPattern.MatchString(cfg.KafkaTopicPrefix) {
+		errs = append(errs, fmt.Errorf("ORDERFLOW_KAFKA_TOPIC_PREFIX: want 1 to 200 of letters, digits, '.', '_' or '-', got %q", cfg.KafkaTopicPrefix))
+	}
+	cfg.KafkaPartitions = intIn("ORDERFLOW_KAFKA_PARTITIONS", 1, 1000)
+	cfg.KafkaReplication = intIn("ORDERFLOW_KAFKA_REPLICATION", 1, 10)
+	cfg.RelayBatchSize = intIn("ORDERFLOW_RELAY_BATCH_SIZE", 1, 100_000)
+	cfg.KafkaBreakerFails = intIn("ORDERFLOW_KAFKA_BREAKER_FAILURES", 1, 1000)
 	var err error
+	if cfg.KafkaBreakerTimeout, err = time.ParseDuration(*vals["ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT"]); err != nil || cfg.KafkaBreakerTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT: want a positive duration such as 5s, got %q", *vals["ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT"]))
+	}
 	if cfg.MigrateOnStart, err = strconv.ParseBool(*vals["ORDERFLOW_MIGRATE_ON_START"]); err != nil {
 		errs = append(errs, fmt.Errorf("ORDERFLOW_MIGRATE_ON_START: want true or false, got %q", *vals["ORDERFLOW_MIGRATE_ON_START"]))
 	}
@@ -132,6 +169,13 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("migrate_on_start", c.MigrateOnStart),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.Any("kafka_brokers", c.KafkaBrokers),
+		slog.String("kafka_topic_prefix", c.KafkaTopicPrefix),
+		slog.Int("kafka_partitions", c.KafkaPartitions),
+		slog.Int("kafka_replication", c.KafkaReplication),
+		slog.Int("relay_batch_size", c.RelayBatchSize),
+		slog.Int("kafka_breaker_failures", c.KafkaBreakerFails),
+		slog.Duration("kafka_breaker_open_timeout", c.KafkaBreakerTimeout),
 	)
 }
 

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,10 +22,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/orderflow/orderflow/api"
+	"github.com/orderflow/orderflow/breaker"
 	"github.com/orderflow/orderflow/command"
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/httpapi"
+	"github.com/orderflow/orderflow/kafkapubsub"
 	"github.com/orderflow/orderflow/migrations"
+	"github.com/orderflow/orderflow/relay"
 )
 
 const usage = `usage: orderflow <command> [flags]
@@ -78,6 +82,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
+// newRelay builds the Kafka relay: topics created explicitly, a writer with
+// acks from all in-sync replicas, behind a circuit breaker.
+func newRelay(ctx context.Context, cfg Config, pool *pgxpool.Pool, store *eventstore.Store, reg prometheus.Registerer, logger *slog.Logger) (*relay.Relay, error) {
+	topics := relay.Topics(cfg.KafkaTopicPrefix)
+	specs := make([]kafkapubsub.TopicSpec, 0, len(topics))
+	for _, t := range topics {
+		specs = append(specs, kafkapubsub.TopicSpec{Name: t, Partitions: cfg.KafkaPartitions, ReplicationFactor: cfg.KafkaReplication})
+	}
+	if err := kafkapubsub.EnsureTopics(ctx, cfg.KafkaBrokers, specs); err != nil {
+		// The relay still starts: its breaker holds events until Kafka is back.
+		logger.Warn("could not create Kafka topics now; the relay will retry through its breaker", "err", err)
+	}
+	br, err := breaker.New(breaker.Config{Name: "kafka", Failures: uint32(cfg.KafkaBreakerFails), OpenTimeout: cfg.KafkaBreakerTimeout}, logger)
+	if err != nil {
+		return nil, err
+	}
+	rl, err := relay.New(relay.Config{BatchSize: cfg.RelayBatchSize, TopicPrefix: cfg.KafkaTopicPrefix}, pool, store, relay.NewWriter(cfg.KafkaBrokers, cfg.RelayBatchSize), br, logger)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range append(rl.Collectors(), breaker.Collector()) {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register relay metrics: %w", err)
+		}
+	}
+	return rl, nil
+}
+
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
 }
@@ -124,6 +156,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	r := httpapi.NewRouter(logger, metrics)
 	health.Mount(r, reg)
 	r.Method("GET", "/openapi.json", api.Handler())
+	// Background work (the relay) runs until ctx ends; serve waits for it.
+	var background sync.WaitGroup
+	defer background.Wait()
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	defer stopBackground() // runs before Wait
 	for _, role := range cfg.Roles {
 		switch role {
 		case "command":
@@ -132,6 +169,17 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 				return err
 			}
 			cmdAPI.Mount(r)
+		case "relay":
+			rl, err := newRelay(ctx, cfg, pool, store, reg, logger)
+			if err != nil {
+				return err
+			}
+			health.AddDegraded("kafka", rl.Degraded)
+			background.Go(func() {
+				if err := rl.Run(bgCtx); err != nil {
+					logger.Error("relay stopped", "err", err)
+				}
+			})
 		}
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
