@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/internal/dbtest"
+	"github.com/orderflow/orderflow/internal/kafkatest"
 )
 
 func env(m map[string]string) func(string) string {
@@ -19,12 +20,12 @@ func env(m map[string]string) func(string) string {
 
 func TestLoadConfig(t *testing.T) {
 	t.Parallel()
-	base := map[string]string{"DATABASE_URL": "postgres://u:secret@db/orderflow"}
+	base := map[string]string{"DATABASE_URL": "postgres://u:secret@db/orderflow", "KAFKA_BROKERS": "k1:9092, k2:9092"}
 	cfg, err := loadConfig("serve", nil, env(base))
 	if err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
-	if cfg.HTTPAddr != ":8080" || strings.Join(cfg.Roles, ",") != "command" || cfg.DBMaxConns != 20 || !cfg.MigrateOnStart || cfg.ShutdownTimeout != 15*time.Second {
+	if cfg.HTTPAddr != ":8080" || strings.Join(cfg.Roles, ",") != "command,relay" || strings.Join(cfg.KafkaBrokers, ",") != "k1:9092,k2:9092" || cfg.DBMaxConns != 20 || !cfg.MigrateOnStart || cfg.ShutdownTimeout != 15*time.Second {
 		t.Fatalf("defaults = %+v", cfg)
 	}
 	cfg, err = loadConfig("serve", []string{"--http-addr", "127.0.0.1:9", "--roles", "command"}, env(base))
@@ -42,7 +43,7 @@ func TestLoadConfig(t *testing.T) {
 		want []string // every one must be named in the error
 	}{
 		{"no database", map[string]string{}, nil, []string{"DATABASE_URL"}},
-		{"unknown role", map[string]string{"DATABASE_URL": "x", "ORDERFLOW_ROLES": "command,chef"}, nil, []string{`"chef"`}},
+		{"unknown role", map[string]string{"DATABASE_URL": "x", "KAFKA_BROKERS": "k:1", "ORDERFLOW_ROLES": "command,chef"}, nil, []string{`"chef"`}},
 		{"bad numbers", map[string]string{"DATABASE_URL": "x", "ORDERFLOW_DB_MAX_CONNS": "lots", "ORDERFLOW_APPEND_WORKERS": "0"}, nil,
 			[]string{"ORDERFLOW_DB_MAX_CONNS", "ORDERFLOW_APPEND_WORKERS"}},
 		{"workers use every connection", map[string]string{"DATABASE_URL": "x", "ORDERFLOW_DB_MAX_CONNS": "4", "ORDERFLOW_APPEND_WORKERS": "4"}, nil,
@@ -50,6 +51,11 @@ func TestLoadConfig(t *testing.T) {
 		{"bad duration and level", map[string]string{"DATABASE_URL": "x", "ORDERFLOW_SHUTDOWN_TIMEOUT": "soon", "ORDERFLOW_LOG_LEVEL": "loud"}, nil,
 			[]string{"ORDERFLOW_SHUTDOWN_TIMEOUT", "ORDERFLOW_LOG_LEVEL"}},
 		{"bad bool", map[string]string{"DATABASE_URL": "x", "ORDERFLOW_MIGRATE_ON_START": "maybe"}, nil, []string{"ORDERFLOW_MIGRATE_ON_START"}},
+		{"relay without brokers", map[string]string{"DATABASE_URL": "x", "ORDERFLOW_ROLES": "relay"}, nil, []string{"KAFKA_BROKERS"}},
+		{"bad topic prefix and partitions", map[string]string{"DATABASE_URL": "x", "ORDERFLOW_ROLES": "command", "ORDERFLOW_KAFKA_TOPIC_PREFIX": "a b", "ORDERFLOW_KAFKA_PARTITIONS": "0"}, nil,
+			[]string{"ORDERFLOW_KAFKA_TOPIC_PREFIX", "ORDERFLOW_KAFKA_PARTITIONS"}},
+		{"bad breaker timeout", map[string]string{"DATABASE_URL": "x", "ORDERFLOW_ROLES": "command", "ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT": "-1s"}, nil,
+			[]string{"ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT"}},
 		{"stray argument", map[string]string{"DATABASE_URL": "x"}, []string{"extra"}, []string{"unexpected arguments"}},
 		{"unknown flag", map[string]string{"DATABASE_URL": "x"}, []string{"--colour"}, []string{"colour"}},
 	}
@@ -102,8 +108,12 @@ func TestServeEndToEnd(t *testing.T) {
 	defer cancel()
 	logs := watchLog(t)
 	done := make(chan error, 1)
+	getenv := env(map[string]string{
+		"DATABASE_URL": url, "KAFKA_BROKERS": strings.Join(kafkatest.MustBrokers(t), ","),
+		"ORDERFLOW_KAFKA_TOPIC_PREFIX": kafkatest.UniquePrefix(t),
+	})
 	go func() {
-		done <- run(ctx, []string{"serve", "--http-addr", "127.0.0.1:0"}, env(map[string]string{"DATABASE_URL": url}), logs.w, io.Discard)
+		done <- run(ctx, []string{"serve", "--http-addr", "127.0.0.1:0"}, getenv, logs.w, io.Discard)
 	}()
 	var base string
 	select {

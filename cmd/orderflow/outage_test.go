@@ -69,7 +69,7 @@ func TestKafkaOutageKeepsAcceptingOrders(t *testing.T) {
 		"ORDERFLOW_KAFKA_PARTITIONS":           "2",
 		"ORDERFLOW_KAFKA_BREAKER_FAILURES":     "2",
 		"ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT": "1s",
-		"ORDERFLOW_LOG_LEVEL":                  "warn",
+		"ORDERFLOW_LOG_LEVEL":                  "info",
 	})
 	streams := map[string]bool{}
 	post := func(n int) {

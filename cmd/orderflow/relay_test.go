@@ -41,7 +41,7 @@ func relayEnv(t *testing.T) (map[string]string, *eventstore.Store) {
 		"ORDERFLOW_KAFKA_TOPIC_PREFIX": kafkatest.UniquePrefix(t),
 		"ORDERFLOW_KAFKA_PARTITIONS":   "3",
 		"ORDERFLOW_RELAY_BATCH_SIZE":   "200",
-		"ORDERFLOW_LOG_LEVEL":          "warn",
+		"ORDERFLOW_LOG_LEVEL":          "info",
 	}, store
 }
 
