@@ -20,8 +20,10 @@ import (
 // Config tunes a Store. The zero value is usable.
 type Config struct {
 	// AppendWorkers is how many append transactions may run at once
-	// (default 4). Appends arriving while all are busy are batched into the
-	// next transaction, so concurrent writers share commits.
+	// (default 2). Appends arriving while all are busy are batched into the
+	// next transaction, so concurrent writers share commits: fewer workers
+	// make bigger batches and fewer commits, more workers overlap round
+	// trips. On 2 cores, 2 measured best (BENCHMARKS.md).
 	AppendWorkers int
 	// MaxBatch caps the appends carried by one transaction (default 128).
 	MaxBatch int
@@ -41,7 +43,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.AppendWorkers <= 0 {
-		c.AppendWorkers = 4
+		c.AppendWorkers = 2
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 128

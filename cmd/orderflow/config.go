@@ -49,7 +49,7 @@ var settings = []setting{
 	{"ORDERFLOW_HTTP_ADDR", "http-addr", ":8080", "address the HTTP API listens on"},
 	{"ORDERFLOW_ROLES", "roles", "all", "comma-separated roles to run: all, " + strings.Join(knownRoles, ", ")},
 	{"ORDERFLOW_DB_MAX_CONNS", "db-max-conns", "20", "PostgreSQL pool size"},
-	{"ORDERFLOW_APPEND_WORKERS", "append-workers", "4", "concurrent append transactions; concurrent appends beyond them share commits"},
+	{"ORDERFLOW_APPEND_WORKERS", "append-workers", "2", "concurrent append transactions; concurrent appends beyond them share commits"},
 	{"ORDERFLOW_MIGRATE_ON_START", "migrate", "true", "apply migrations at start-up"},
 	{"ORDERFLOW_SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long SIGTERM waits for requests in flight"},
 	{"ORDERFLOW_LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
