@@ -19,14 +19,13 @@ func (s *Store) Subscribe(ctx context.Context, after Position, batchSize int, fn
 	if batchSize <= 0 {
 		batchSize = 500
 	}
-	listener, err := s.listen(ctx)
-	if err != nil {
-		// Tailing still works by polling; say so once.
-		s.cfg.Logger.Warn("eventstore: subscribe without notifications; polling", "err", err)
-	}
-	if listener != nil {
-		defer listener.Close(context.WithoutCancel(ctx))
-	}
+	var listener *pgx.Conn
+	defer func() {
+		if listener != nil {
+			listener.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	warned := false
 	for {
 		events, err := s.ReadAll(ctx, after, batchSize)
 		if err != nil {
@@ -42,6 +41,20 @@ func (s *Store) Subscribe(ctx context.Context, after Position, batchSize int, fn
 			after = events[len(events)-1].Position
 			if len(events) == batchSize {
 				continue // more is waiting
+			}
+		}
+		if listener == nil || listener.IsClosed() {
+			// (Re)connect the listener; until it works, tailing polls.
+			if listener != nil {
+				listener.Close(ctx)
+			}
+			var err error
+			if listener, err = s.listen(ctx); err != nil && !warned {
+				s.cfg.Logger.Warn("eventstore: tailing without notifications; polling until the listener reconnects", "err", err)
+				warned = true
+			} else if err == nil {
+				warned = false
+				continue // read what arrived while the listener was down
 			}
 		}
 		if err := s.waitForEvents(ctx, listener); err != nil {
