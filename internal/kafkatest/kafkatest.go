@@ -30,11 +30,57 @@ func MustBrokers(tb testing.TB) []string {
 	return strings.Split(v, ",")
 }
 
-// UniquePrefix returns a topic prefix no other test uses.
+// UniquePrefix returns a topic prefix no other test uses; the topics under
+// it are deleted when tb ends.
 func UniquePrefix(tb testing.TB) string {
+	tb.Helper()
+	brokers := MustBrokers(tb)
 	var b [5]byte
 	_, _ = rand.Read(b[:])
-	return "test-" + hex.EncodeToString(b[:])
+	prefix := "test-" + hex.EncodeToString(b[:])
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := DeleteTopics(ctx, brokers, prefix+"."); err != nil {
+			tb.Logf("kafkatest: delete topics %s.*: %v", prefix, err)
+		}
+	})
+	return prefix
+}
+
+// DeleteTopics deletes every topic whose name starts with prefix.
+func DeleteTopics(ctx context.Context, brokers []string, prefix string) error {
+	conn, err := kafka.DialContext(ctx, "tcp", brokers[0])
+	if err != nil {
+		return err
+	}
+	parts, err := conn.ReadPartitions()
+	conn.Close()
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	var topics []string
+	for _, p := range parts {
+		if strings.HasPrefix(p.Topic, prefix) && !seen[p.Topic] {
+			seen[p.Topic] = true
+			topics = append(topics, p.Topic)
+		}
+	}
+	if len(topics) == 0 {
+		return nil
+	}
+	res, err := (&kafka.Client{Addr: kafka.TCP(brokers...)}).DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range res.Errors {
+		if e != nil {
+			errs = append(errs, e)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Partitions returns the partition ids of topic.
