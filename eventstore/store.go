@@ -466,12 +466,13 @@ func (s *Store) Head(ctx context.Context) (Position, error) {
 }
 
 // OldestTransactionAge returns how long the oldest transaction that holds a
-// transaction id has been open in this database: tailers cannot pass its
-// events until it ends. It is 0 when none is open.
+// transaction id has been open anywhere in the PostgreSQL cluster (the
+// snapshot horizon is cluster-wide, so a transaction in another database
+// holds tailers back too). It is 0 when none is open.
 func (s *Store) OldestTransactionAge(ctx context.Context) (time.Duration, error) {
 	var secs float64
 	err := s.pool.QueryRow(ctx, `select coalesce(extract(epoch from now() - min(xact_start)), 0)::float8
-		from pg_stat_activity where datname = current_database() and backend_xid is not null`).Scan(&secs)
+		from pg_stat_activity where backend_xid is not null`).Scan(&secs)
 	if err != nil {
 		return 0, fmt.Errorf("eventstore: oldest transaction: %w", err)
 	}
