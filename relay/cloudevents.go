@@ -1,8 +1,12 @@
 package relay
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/segmentio/kafka-go"
 
@@ -128,4 +132,40 @@ func NewWriter(brokers []string, batchSize int) *kafka.Writer {
 		WriteTimeout:           10 * time.Second,
 		AllowAutoTopicCreation: false,
 	}
+}
+
+// EventFromHeaders is Message's inverse: it rebuilds the recorded event from
+// a relayed CloudEvent's headers and body. It fails on a message that lacks
+// or garbles a required attribute.
+func EventFromHeaders(h map[string]string, body []byte) (eventstore.Event, error) {
+	var e eventstore.Event
+	var errs []error
+	id, err := uuid.Parse(h[HeaderID])
+	if err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", HeaderID, err))
+	}
+	e.ID, e.StreamID, e.Type, e.Data = id, h[HeaderStreamID], h[HeaderType], body
+	if e.StreamID == "" || e.Type == "" {
+		errs = append(errs, fmt.Errorf("%s and %s are required", HeaderStreamID, HeaderType))
+	}
+	if e.Version, err = strconv.ParseInt(h[HeaderStreamVersion], 10, 64); err != nil || e.Version < 1 {
+		errs = append(errs, fmt.Errorf("%s: %q is not a version", HeaderStreamVersion, h[HeaderStreamVersion]))
+	}
+	if e.SchemaVersion, err = strconv.Atoi(h[HeaderSchemaVersion]); err != nil || e.SchemaVersion < 1 {
+		errs = append(errs, fmt.Errorf("%s: %q is not a schema version", HeaderSchemaVersion, h[HeaderSchemaVersion]))
+	}
+	if e.RecordedAt, err = time.Parse(time.RFC3339Nano, h[HeaderTime]); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", HeaderTime, err))
+	}
+	if e.Position, err = eventstore.ParsePosition(h[HeaderPosition]); err != nil {
+		errs = append(errs, err)
+	}
+	e.Metadata = eventstore.Metadata{
+		CorrelationID: h[HeaderCorrelationID], CausationID: h[HeaderCausationID], CommandID: h[HeaderCommandID],
+		TraceParent: h[HeaderTraceParent], TraceState: h[HeaderTraceState],
+	}
+	if err := errors.Join(errs...); err != nil {
+		return eventstore.Event{}, fmt.Errorf("relay: not an orderflow CloudEvent: %w", err)
+	}
+	return e, nil
 }

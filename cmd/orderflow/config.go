@@ -14,7 +14,7 @@ import (
 )
 
 // Roles this build can run; "all" runs every one of them in one process.
-var knownRoles = []string{"command", "relay"}
+var knownRoles = []string{"command", "relay", "projector"}
 
 var topicPrefixPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
 
@@ -128,8 +128,10 @@ func loadConfig(name string, args []string, getenv func(string) string) (Config,
 			cfg.KafkaBrokers = append(cfg.KafkaBrokers, b)
 		}
 	}
-	if slices.Contains(cfg.Roles, "relay") && len(cfg.KafkaBrokers) == 0 {
-		errs = append(errs, errors.New("KAFKA_BROKERS is required by the relay role"))
+	for _, role := range []string{"relay", "projector"} {
+		if slices.Contains(cfg.Roles, role) && len(cfg.KafkaBrokers) == 0 {
+			errs = append(errs, fmt.Errorf("KAFKA_BROKERS is required by the %s role", role))
+		}
 	}
 	cfg.KafkaTopicPrefix = *vals["ORDERFLOW_KAFKA_TOPIC_PREFIX"]
 	if !topicPrefixPattern.MatchString(cfg.KafkaTopicPrefix) {

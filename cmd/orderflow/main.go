@@ -2,6 +2,7 @@
 //
 //	orderflow serve    run the roles chosen by --roles (default all) until SIGTERM
 //	orderflow migrate  apply the database migrations and exit
+//	orderflow projections status | rebuild NAME... | rebuild --all
 package main
 
 import (
@@ -28,6 +29,7 @@ import (
 	"github.com/orderflow/orderflow/httpapi"
 	"github.com/orderflow/orderflow/kafkapubsub"
 	"github.com/orderflow/orderflow/migrations"
+	"github.com/orderflow/orderflow/projector"
 	"github.com/orderflow/orderflow/relay"
 )
 
@@ -74,6 +76,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		logger.Info("migrations applied", "version", v)
 		return nil
+	case "projections":
+		return projections(ctx, args[1:], getenv, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -102,10 +106,8 @@ func newRelay(ctx context.Context, cfg Config, pool *pgxpool.Pool, store *events
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range append(rl.Collectors(), breaker.Collector()) {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register relay metrics: %w", err)
-		}
+	if err := registerAll(reg, append(rl.Collectors(), breaker.Collector())...); err != nil {
+		return nil, err
 	}
 	return rl, nil
 }
@@ -180,6 +182,21 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 					logger.Error("relay stopped", "err", err)
 				}
 			})
+		case "projector":
+			engine, err := projector.NewEngine(pool, store, projector.EngineConfig{}, logger)
+			if err != nil {
+				return err
+			}
+			if err := registerAll(reg, engine.Collectors()...); err != nil {
+				return err
+			}
+			background.Go(func() { runProjector(bgCtx, cfg, engine, store, logger) })
+			admin, err := projector.NewAdmin(engine, store, logger)
+			if err != nil {
+				return err
+			}
+			defer admin.Close()
+			admin.Mount(r)
 		}
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/kafkapubsub"
+	"github.com/orderflow/orderflow/projector"
+)
+
+// runProjector backfills projections that were never built, then applies
+// relayed events to every projection, each through its own consumer group,
+// until ctx ends. Failures to start are retried: the process stays up.
+func runProjector(ctx context.Context, cfg Config, engine *projector.Engine, store *eventstore.Store, logger *slog.Logger) {
+	for {
+		err := projectOnce(ctx, cfg, engine, store, logger)
+		if ctx.Err() != nil {
+			return
+		}
+		logger.Error("projector stopped; restarting", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func projectOnce(ctx context.Context, cfg Config, engine *projector.Engine, store *eventstore.Store, logger *slog.Logger) error {
+	if err := engine.Backfill(ctx, store, projector.All()); err != nil {
+		return err
+	}
+	deadLetter := cfg.KafkaTopicPrefix + ".deadletter"
+	topics := []kafkapubsub.TopicSpec{{Name: deadLetter, Partitions: 1, ReplicationFactor: cfg.KafkaReplication}}
+	for _, p := range projector.All() {
+		topics = append(topics, kafkapubsub.TopicSpec{Name: projector.Topic(p, cfg.KafkaTopicPrefix), Partitions: cfg.KafkaPartitions, ReplicationFactor: cfg.KafkaReplication})
+	}
+	if err := kafkapubsub.EnsureTopics(ctx, cfg.KafkaBrokers, topics); err != nil {
+		return err
+	}
+	wlog := kafkapubsub.NewSlogLogger(logger)
+	pub, err := kafkapubsub.NewPublisher(kafkapubsub.PublisherConfig{Brokers: cfg.KafkaBrokers}, wlog)
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	router, err := kafkapubsub.NewRouter(kafkapubsub.RouterConfig{DeadLetterTopic: deadLetter}, pub, wlog)
+	if err != nil {
+		return err
+	}
+	for _, p := range projector.All() {
+		sub, err := kafkapubsub.NewSubscriber(kafkapubsub.SubscriberConfig{Brokers: cfg.KafkaBrokers, ConsumerGroup: projector.ConsumerGroup(p)}, wlog)
+		if err != nil {
+			return err
+		}
+		defer sub.Close()
+		router.AddNoPublisherHandler(p.Name(), projector.Topic(p, cfg.KafkaTopicPrefix), sub, engine.Handler(p))
+	}
+	logger.Info("projector consuming", "projections", len(projector.All()))
+	return router.Run(ctx)
+}
+
+// registerAll registers collectors, failing on the first that does not fit.
+func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return nil
+}
