@@ -288,8 +288,8 @@ func (a *API) streamEvents(w http.ResponseWriter, r *http.Request) {
 	if stream == "" || len(stream) > maxStreamIDLength || orderflow.StreamCategory(stream) == "" {
 		v.Add("id", "must be a stream id such as order-<uuid> or sku-<code>")
 	}
-	from := queryInt(r, "from", 1, 1, 1<<62, v)
-	limit := queryInt(r, "limit", defaultEventsLimit, 1, maxEventsLimit, v)
+	from := httpapi.QueryInt(r, "from", 1, 1, 1<<62, v)
+	limit := httpapi.QueryInt(r, "limit", defaultEventsLimit, 1, maxEventsLimit, v)
 	if err := v.Err(); err != nil {
 		httpapi.Error(w, r, a.logger, err)
 		return
@@ -312,19 +312,4 @@ func (a *API) streamEvents(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	httpapi.JSON(w, http.StatusOK, out)
-}
-
-// queryInt reads an integer query parameter in [lo, hi], or def when absent,
-// recording a problem in v when it is malformed or out of range.
-func queryInt(r *http.Request, name string, def, lo, hi int64, v *orderflow.ValidationError) int64 {
-	s, ok := r.URL.Query()[name]
-	if !ok {
-		return def
-	}
-	n, err := strconv.ParseInt(s[0], 10, 64)
-	if err != nil || len(s) != 1 || n < lo || n > hi {
-		v.Add(name, "must be one integer between "+strconv.FormatInt(lo, 10)+" and "+strconv.FormatInt(hi, 10))
-		return def
-	}
-	return n
 }

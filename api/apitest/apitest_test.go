@@ -513,9 +513,13 @@ func TestOperations(t *testing.T) {
 		{Method: "GET", Path: "/metrics"},
 		{Method: "GET", Path: "/openapi.json"},
 		{Method: "GET", Path: "/readyz"},
+		{Method: "GET", Path: "/v1/inventory/{sku}"},
 		{Method: "POST", Path: "/v1/inventory/{sku}/stock"},
+		{Method: "GET", Path: "/v1/orders"},
 		{Method: "POST", Path: "/v1/orders"},
+		{Method: "GET", Path: "/v1/orders/{id}"},
 		{Method: "POST", Path: "/v1/orders/{id}/cancel"},
+		{Method: "GET", Path: "/v1/stats/sales"},
 		{Method: "GET", Path: "/v1/streams/{id}/events"},
 	}
 	got := apitest.MustValidator(t).Operations()

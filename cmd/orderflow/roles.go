@@ -37,8 +37,12 @@ func projectOnce(ctx context.Context, cfg Config, engine *projector.Engine, stor
 	}
 	deadLetter := cfg.KafkaTopicPrefix + ".deadletter"
 	topics := []kafkapubsub.TopicSpec{{Name: deadLetter, Partitions: 1, ReplicationFactor: cfg.KafkaReplication}}
+	seen := map[string]bool{}
 	for _, p := range projector.All() {
-		topics = append(topics, kafkapubsub.TopicSpec{Name: projector.Topic(p, cfg.KafkaTopicPrefix), Partitions: cfg.KafkaPartitions, ReplicationFactor: cfg.KafkaReplication})
+		if t := projector.Topic(p, cfg.KafkaTopicPrefix); !seen[t] {
+			seen[t] = true
+			topics = append(topics, kafkapubsub.TopicSpec{Name: t, Partitions: cfg.KafkaPartitions, ReplicationFactor: cfg.KafkaReplication})
+		}
 	}
 	if err := kafkapubsub.EnsureTopics(ctx, cfg.KafkaBrokers, topics); err != nil {
 		return err
