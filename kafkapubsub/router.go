@@ -42,6 +42,12 @@ type RouterConfig struct {
 	Multiplier float64
 	// CloseTimeout is how long Router.Close waits for handlers; default watermill's (30s).
 	CloseTimeout time.Duration
+	// Poison, when set, decides which errors (after the retries) send a
+	// message to the dead-letter topic; a message whose error it rejects is
+	// nacked and delivered again instead. Use it to keep transient failures
+	// (a database that is down) out of the dead-letter topic. Nil poisons
+	// every error.
+	Poison func(error) bool
 }
 
 // setDefaults fills the zero fields.
@@ -122,7 +128,11 @@ func NewRouter(config RouterConfig, publisher message.Publisher, logger watermil
 	if err != nil {
 		return nil, fmt.Errorf("kafkapubsub: new router: %w", err)
 	}
-	poisonQueue, err := middleware.PoisonQueue(publisher, config.DeadLetterTopic)
+	poison := config.Poison
+	if poison == nil {
+		poison = func(error) bool { return true }
+	}
+	poisonQueue, err := middleware.PoisonQueueWithFilter(publisher, config.DeadLetterTopic, poison)
 	if err != nil {
 		return nil, fmt.Errorf("kafkapubsub: poison queue: %w", err)
 	}

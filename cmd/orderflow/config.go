@@ -14,7 +14,7 @@ import (
 )
 
 // Roles this build can run; "all" runs every one of them in one process.
-var knownRoles = []string{"command", "relay", "projector"}
+var knownRoles = []string{"command", "query", "relay", "projector"}
 
 var topicPrefixPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
 
@@ -29,6 +29,8 @@ type Config struct {
 	MigrateOnStart  bool
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
+
+	MinVersionWait time.Duration
 
 	KafkaBrokers        []string
 	KafkaTopicPrefix    string
@@ -53,6 +55,7 @@ var settings = []setting{
 	{"ORDERFLOW_MIGRATE_ON_START", "migrate", "true", "apply migrations at start-up"},
 	{"ORDERFLOW_SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long SIGTERM waits for requests in flight"},
 	{"ORDERFLOW_LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
+	{"ORDERFLOW_MIN_VERSION_WAIT", "min-version-wait", "2s", "longest a query with min_version waits for the view before answering 412"},
 	{"KAFKA_BROKERS", "kafka-brokers", "", "comma-separated Kafka bootstrap addresses (required by the relay role)"},
 	{"ORDERFLOW_KAFKA_TOPIC_PREFIX", "kafka-topic-prefix", "orderflow", "topics are <prefix>.order, <prefix>.inventory, <prefix>.payment, <prefix>.unrouted"},
 	{"ORDERFLOW_KAFKA_PARTITIONS", "kafka-partitions", "6", "partitions of each topic the relay creates"},
@@ -145,6 +148,9 @@ func loadConfig(name string, args []string, getenv func(string) string) (Config,
 	if cfg.KafkaBreakerTimeout, err = time.ParseDuration(*vals["ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT"]); err != nil || cfg.KafkaBreakerTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT: want a positive duration such as 5s, got %q", *vals["ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT"]))
 	}
+	if cfg.MinVersionWait, err = time.ParseDuration(*vals["ORDERFLOW_MIN_VERSION_WAIT"]); err != nil || cfg.MinVersionWait <= 0 || cfg.MinVersionWait > time.Minute {
+		errs = append(errs, fmt.Errorf("ORDERFLOW_MIN_VERSION_WAIT: want a duration in (0, 1m], got %q", *vals["ORDERFLOW_MIN_VERSION_WAIT"]))
+	}
 	if cfg.MigrateOnStart, err = strconv.ParseBool(*vals["ORDERFLOW_MIGRATE_ON_START"]); err != nil {
 		errs = append(errs, fmt.Errorf("ORDERFLOW_MIGRATE_ON_START: want true or false, got %q", *vals["ORDERFLOW_MIGRATE_ON_START"]))
 	}
@@ -171,6 +177,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("migrate_on_start", c.MigrateOnStart),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.Duration("min_version_wait", c.MinVersionWait),
 		slog.Any("kafka_brokers", c.KafkaBrokers),
 		slog.String("kafka_topic_prefix", c.KafkaTopicPrefix),
 		slog.Int("kafka_partitions", c.KafkaPartitions),

@@ -30,6 +30,7 @@ import (
 	"github.com/orderflow/orderflow/kafkapubsub"
 	"github.com/orderflow/orderflow/migrations"
 	"github.com/orderflow/orderflow/projector"
+	"github.com/orderflow/orderflow/query"
 	"github.com/orderflow/orderflow/relay"
 )
 
@@ -182,6 +183,12 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 					logger.Error("relay stopped", "err", err)
 				}
 			})
+		case "query":
+			q, err := query.NewAPI(pool, query.Config{MinVersionWait: cfg.MinVersionWait}, logger)
+			if err != nil {
+				return err
+			}
+			q.Mount(r)
 		case "projector":
 			engine, err := projector.NewEngine(pool, store, projector.EngineConfig{}, logger)
 			if err != nil {

@@ -5,14 +5,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/eventcodec"
+	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/internal/dbtest"
 	"github.com/orderflow/orderflow/internal/kafkatest"
+	"github.com/orderflow/orderflow/projector"
 )
 
 // fullEnv is the environment of an orderflow running every role on a fresh
@@ -77,4 +86,166 @@ func TestOrdersReachTheViewsThroughKafka(t *testing.T) {
 	if n := p.Metric(t, `orderflow_projection_freshness_seconds_count{projection="order_details"}`); n < orders {
 		t.Fatalf("freshness histogram counted %v applies, want at least %d", n, orders)
 	}
+}
+
+// A query with min_version reads its own write: POST then GET answers the
+// new order, not a 404.
+func TestPostThenReadYourWrite(t *testing.T) {
+	t.Parallel()
+	env, _ := fullEnv(t)
+	p := MustStart(t, env)
+	for i := range 5 {
+		id, version := postOrder(t, p.base, fmt.Sprintf("ryw-%d", i))
+		res, err := http.Get(fmt.Sprintf("%s/v1/orders/%s?min_version=%d", p.base, id, version))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var order struct {
+			OrderID string `json:"order_id"`
+			Status  string `json:"status"`
+			Version int64  `json:"version"`
+		}
+		err = json.NewDecoder(res.Body).Decode(&order)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK || err != nil || order.OrderID != id || order.Version < version || order.Status != "pending" {
+			t.Fatalf("GET with min_version: %d %+v %v", res.StatusCode, order, err)
+		}
+	}
+}
+
+// A rebuild while orders keep coming: every query during it answers 200,
+// and afterwards the view equals a fresh rebuild.
+func TestRebuildDuringLiveWrites(t *testing.T) {
+	t.Parallel()
+	env, pool := fullEnv(t)
+	const seeded = 10_000 // enough history for the rebuild to overlap the traffic
+	ids := seedOrders(t, pool, seeded)
+	p := MustStart(t, env)
+	waitUntil(t, 3*time.Minute, "the seeded orders reach the view", func() bool {
+		var n int
+		_ = pool.QueryRow(context.Background(), "select count(*) from order_details").Scan(&n)
+		return n == seeded
+	})
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var wrote, read atomic.Int64
+	writes := make(chan int, 1)
+	go func() { // keep writing during the rebuild
+		n := 0
+		for ctx.Err() == nil {
+			body := fmt.Sprintf(`{"customer_id":"live-%d","lines":[{"sku":"SKU-2","quantity":1,"unit_price_cents":10}]}`, n%4)
+			res, err := http.Post(p.base+"/v1/orders", "application/json", strings.NewReader(body))
+			if err == nil {
+				res.Body.Close()
+				n++
+				wrote.Add(1)
+			}
+		}
+		writes <- n
+	}()
+	queries := make(chan map[int]int, 1)
+	go func() { // and keep reading
+		codes := map[int]int{}
+		for i := 0; ctx.Err() == nil; i++ {
+			for _, path := range []string{"/v1/orders/" + ids[i%len(ids)], "/v1/orders?customer_id=c-1&limit=5"} {
+				res, err := http.Get(p.base + path)
+				if err != nil {
+					codes[-1]++
+					continue
+				}
+				res.Body.Close()
+				codes[res.StatusCode]++
+				read.Add(1)
+			}
+		}
+		queries <- codes
+	}()
+	traffic := func(what string) { // some traffic on both sides of the rebuild
+		w, r := wrote.Load(), read.Load()
+		waitUntil(t, time.Minute, what, func() bool { return wrote.Load() >= w+10 && read.Load() >= r+50 })
+	}
+	traffic("traffic before the rebuild")
+
+	var backfilled time.Time
+	if err := pool.QueryRow(context.Background(), `select built_at from projection_builds where projection = 'order_details'`).Scan(&backfilled); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.Post(p.base+"/admin/projections/order_details/rebuild", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusAccepted {
+		t.Fatalf("start rebuild: %d", res.StatusCode)
+	}
+	var built time.Time
+	waitUntil(t, 2*time.Minute, "the rebuild swaps", func() bool {
+		var rebuilding bool
+		err := pool.QueryRow(context.Background(), `select exists (select 1 from projection_rebuilds where projection = 'order_details'),
+			(select built_at from projection_builds where projection = 'order_details')`).Scan(&rebuilding, &built)
+		return err == nil && !rebuilding && built.After(backfilled)
+	})
+	traffic("traffic after the rebuild")
+	stop()
+	written, codes := <-writes, <-queries
+	if codes[http.StatusOK] == 0 || len(codes) != 1 {
+		t.Fatalf("queries during the rebuild answered %v; want only 200s", codes)
+	}
+	total := seeded + written
+	waitUntil(t, 2*time.Minute, "the view catches up", func() bool {
+		var n int
+		_ = pool.QueryRow(context.Background(), "select count(*) from order_details").Scan(&n)
+		return n == total
+	})
+	live, err := projector.OrderDetails{}.Snapshot(context.Background(), pool, projector.Live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "projections", "rebuild", "order_details")
+	cmd.Env = append(os.Environ(), "ORDERFLOW_TEST_RUN_MAIN=1", "DATABASE_URL="+env["DATABASE_URL"])
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("orderflow projections rebuild: %v\n%s", err, out)
+	}
+	fresh, err := projector.OrderDetails{}.Snapshot(context.Background(), pool, projector.Live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(live, fresh) {
+		t.Fatalf("the view after the live rebuild (%d rows) differs from a fresh rebuild (%d rows)", len(live), len(fresh))
+	}
+	t.Logf("rebuild during %d live writes; queries answered %v", written, codes)
+}
+
+// seedOrders appends n placed orders straight to the event store.
+func seedOrders(t *testing.T, pool *pgxpool.Pool, n int) []string {
+	t.Helper()
+	store, err := eventstore.New(pool, eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < n; i += 8 {
+				id := orderflow.NewOrderID()
+				ids[i] = id.String()
+				data, _ := eventcodec.Encode(orderflow.OrderPlaced{OrderID: id, CustomerID: orderflow.CustomerID(fmt.Sprintf("c-%d", i%4)),
+					Lines: []orderflow.OrderLine{{SKU: "SKU-1", Quantity: 1, UnitPriceCents: 100}}, TotalCents: 100, PlacedAt: time.Now()})
+				if _, err := store.Append(context.Background(), eventstore.Append{Streams: []eventstore.StreamAppend{{
+					StreamID: id.Stream(), Expected: eventstore.NoStream,
+					Events: []eventstore.EventData{{Type: orderflow.EventOrderPlaced, SchemaVersion: 1, Data: data}},
+				}}}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return ids
 }

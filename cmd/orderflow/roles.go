@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -53,7 +54,13 @@ func projectOnce(ctx context.Context, cfg Config, engine *projector.Engine, stor
 		return err
 	}
 	defer pub.Close()
-	router, err := kafkapubsub.NewRouter(kafkapubsub.RouterConfig{DeadLetterTopic: deadLetter}, pub, wlog)
+	// Only messages that are not orderflow events are dead letters: a
+	// projection parks a stream whose event keeps failing, and a database
+	// outage is retried until it ends.
+	router, err := kafkapubsub.NewRouter(kafkapubsub.RouterConfig{
+		DeadLetterTopic: deadLetter,
+		Poison:          func(err error) bool { return errors.Is(err, projector.ErrMalformed) },
+	}, pub, wlog)
 	if err != nil {
 		return err
 	}
