@@ -509,6 +509,8 @@ func TestDocument(t *testing.T) {
 func TestOperations(t *testing.T) {
 	t.Parallel()
 	want := []apitest.Operation{
+		{Method: "GET", Path: "/admin/projections"},
+		{Method: "POST", Path: "/admin/projections/{name}/rebuild"},
 		{Method: "GET", Path: "/healthz"},
 		{Method: "GET", Path: "/metrics"},
 		{Method: "GET", Path: "/openapi.json"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/api/apitest"
 	"github.com/orderflow/orderflow/eventcodec"
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/internal/dbtest"
@@ -170,13 +172,21 @@ func TestRebuildDuringLiveWrites(t *testing.T) {
 	if err := pool.QueryRow(context.Background(), `select built_at from projection_builds where projection = 'order_details'`).Scan(&backfilled); err != nil {
 		t.Fatal(err)
 	}
+	spec := apitest.MustValidator(t)
 	res, err := http.Post(p.base+"/admin/projections/order_details/rebuild", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
+	spec.CheckResponse(t, "POST", "/admin/projections/order_details/rebuild", res.StatusCode, res.Header, body)
 	if res.StatusCode != http.StatusAccepted {
 		t.Fatalf("start rebuild: %d", res.StatusCode)
+	}
+	if res, err := http.Get(p.base + "/admin/projections"); err == nil {
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		spec.CheckResponse(t, "GET", "/admin/projections", res.StatusCode, res.Header, body)
 	}
 	var built time.Time
 	waitUntil(t, 2*time.Minute, "the rebuild swaps", func() bool {
