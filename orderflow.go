@@ -92,3 +92,9 @@ func StreamCategory(streamID string) string {
 	}
 	return ""
 }
+
+// ReservationStream returns the id of the order's reservation stream.
+func (id OrderID) ReservationStream() string { return ReservationStreamPrefix + id.String() }
+
+// PaymentStream returns the id of the order's payment stream.
+func (id OrderID) PaymentStream() string { return PaymentStreamPrefix + id.String() }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/orderflow/orderflow/command"
 	"github.com/orderflow/orderflow/eventstore"
@@ -54,7 +53,7 @@ func fuzzAPI(tb testing.TB) (http.Handler, *atomic.Int64) {
 		},
 	}
 	logger := slog.New(slog.DiscardHandler)
-	a, err := command.NewAPI(store, time.Now, logger)
+	a, err := command.NewAPI(store, command.Config{}, logger)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -32,12 +32,28 @@ type API struct {
 	logger *slog.Logger
 }
 
-// NewAPI returns the API over store, with the clock now.
-func NewAPI(store EventStore, now func() time.Time, logger *slog.Logger) (*API, error) {
-	if store == nil || now == nil || logger == nil {
+// Config tunes the command API.
+type Config struct {
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// OrderDeadline is how long a placed order may stay pending before the
+	// saga cancels it with reason "timeout" (0: no deadline).
+	OrderDeadline time.Duration
+}
+
+// NewAPI returns the API over store.
+func NewAPI(store EventStore, cfg Config, logger *slog.Logger) (*API, error) {
+	if store == nil || logger == nil {
 		return nil, errors.New("command: NewAPI: nil dependency")
 	}
-	place, _ := NewPlaceOrderHandler(store, now)
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	place, err := NewPlaceOrderHandler(store, now, cfg.OrderDeadline)
+	if err != nil {
+		return nil, err
+	}
 	cancel, _ := NewCancelOrderHandler(store, now)
 	stock, _ := NewAddStockHandler(store, now)
 	return &API{place: place, cancel: cancel, stock: stock, store: store, logger: logger}, nil

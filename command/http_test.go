@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -42,7 +41,7 @@ func MustAPI(t *testing.T) *apiClient {
 	}
 	t.Cleanup(store.Close)
 	logger := slog.New(slog.DiscardHandler)
-	a, err := command.NewAPI(store, time.Now, logger)
+	a, err := command.NewAPI(store, command.Config{}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

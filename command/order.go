@@ -26,6 +26,7 @@ type Order struct {
 	Lines      []orderflow.OrderLine
 	TotalCents int64
 	PlacedAt   time.Time
+	DeadlineAt time.Time
 	Version    int64 // events folded so far
 }
 
@@ -40,9 +41,13 @@ func (o Order) Apply(e orderflow.Event) Order {
 	switch e := e.(type) {
 	case orderflow.OrderPlaced:
 		o.ID, o.CustomerID, o.Lines, o.TotalCents, o.PlacedAt = e.OrderID, e.CustomerID, e.Lines, e.TotalCents, e.PlacedAt
-		o.Status = StatusPending
+		o.DeadlineAt, o.Status = e.DeadlineAt, StatusPending
 	case orderflow.OrderCancelled:
 		o.Status = StatusCancelled
+	case orderflow.OrderConfirmed:
+		o.Status = StatusConfirmed
+	case orderflow.OrderRejected:
+		o.Status = StatusRejected
 	}
 	return o
 }
@@ -54,4 +59,32 @@ func FoldOrder(events []orderflow.Event) Order {
 		o = o.Apply(e)
 	}
 	return o
+}
+
+// DecideConfirm confirms a pending order once its payment is captured. An
+// order that is no longer pending (cancelled meanwhile, say) stays as it is:
+// no events, no error; the payment participant refunds a capture it no
+// longer needs.
+func DecideConfirm(o Order, now time.Time) []orderflow.Event {
+	if o.Status != StatusPending {
+		return nil
+	}
+	return []orderflow.Event{orderflow.OrderConfirmed{OrderID: o.ID, ConfirmedAt: now.UTC()}}
+}
+
+// DecideReject rejects a pending order the inventory could not serve.
+func DecideReject(o Order, reason string, now time.Time) []orderflow.Event {
+	if o.Status != StatusPending {
+		return nil
+	}
+	return []orderflow.Event{orderflow.OrderRejected{OrderID: o.ID, Reason: reason, RejectedAt: now.UTC()}}
+}
+
+// DecideSagaCancel cancels a pending order for the saga (payment failed,
+// deadline passed); an order that is no longer pending stays as it is.
+func DecideSagaCancel(o Order, reason string, now time.Time) []orderflow.Event {
+	if o.Status != StatusPending {
+		return nil
+	}
+	return []orderflow.Event{orderflow.OrderCancelled{OrderID: o.ID, Reason: reason, CancelledAt: now.UTC()}}
 }

@@ -83,7 +83,7 @@ func TestDecidePlaceOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := orderflow.NewOrderID()
-	events := command.DecidePlaceOrder(id, cmd, now)
+	events := command.DecidePlaceOrder(id, cmd, now, time.Minute)
 	if len(events) != 1 {
 		t.Fatalf("%d events, want 1", len(events))
 	}
@@ -91,7 +91,7 @@ func TestDecidePlaceOrder(t *testing.T) {
 	if !ok {
 		t.Fatalf("event is %T, want OrderPlaced", events[0])
 	}
-	if placed.OrderID != id || placed.CustomerID != "c-1" || placed.TotalCents != 1750 || !placed.PlacedAt.Equal(now) || len(placed.Lines) != 2 {
+	if placed.OrderID != id || placed.CustomerID != "c-1" || placed.TotalCents != 1750 || !placed.PlacedAt.Equal(now) || !placed.DeadlineAt.Equal(now.Add(time.Minute)) || len(placed.Lines) != 2 {
 		t.Fatalf("OrderPlaced = %+v", placed)
 	}
 	o := command.FoldOrder(events)

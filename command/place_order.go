@@ -66,30 +66,38 @@ func NewPlaceOrder(customerID string, lines []LineInput) (PlaceOrder, error) {
 	return PlaceOrder{CustomerID: cid, Lines: out}, nil
 }
 
-// DecidePlaceOrder returns the events that place cmd as order id at now.
-// cmd must come from NewPlaceOrder.
-func DecidePlaceOrder(id orderflow.OrderID, cmd PlaceOrder, now time.Time) []orderflow.Event {
+// DecidePlaceOrder returns the events that place cmd as order id at now,
+// due to end by now+deadline (no deadline when it is 0). cmd must come from
+// NewPlaceOrder.
+func DecidePlaceOrder(id orderflow.OrderID, cmd PlaceOrder, now time.Time, deadline time.Duration) []orderflow.Event {
 	var total int64
 	for _, l := range cmd.Lines {
 		total += l.Quantity * l.UnitPriceCents // bounded: 50 × 10^4 × 10^8 < 2^63
 	}
-	return []orderflow.Event{orderflow.OrderPlaced{
-		OrderID: id, CustomerID: cmd.CustomerID, Lines: cmd.Lines, TotalCents: total, PlacedAt: now.UTC(),
-	}}
+	placed := orderflow.OrderPlaced{OrderID: id, CustomerID: cmd.CustomerID, Lines: cmd.Lines, TotalCents: total, PlacedAt: now.UTC()}
+	if deadline > 0 {
+		placed.DeadlineAt = placed.PlacedAt.Add(deadline)
+	}
+	return []orderflow.Event{placed}
 }
 
 // PlaceOrderHandler places orders.
 type PlaceOrderHandler struct {
-	store EventStore
-	now   func() time.Time
+	store    EventStore
+	now      func() time.Time
+	deadline time.Duration
 }
 
-// NewPlaceOrderHandler returns a handler appending to store.
-func NewPlaceOrderHandler(store EventStore, now func() time.Time) (*PlaceOrderHandler, error) {
+// NewPlaceOrderHandler returns a handler appending to store; orders it
+// places are due to end within deadline (0: never).
+func NewPlaceOrderHandler(store EventStore, now func() time.Time, deadline time.Duration) (*PlaceOrderHandler, error) {
 	if store == nil || now == nil {
 		return nil, errors.New("command: NewPlaceOrderHandler: nil dependency")
 	}
-	return &PlaceOrderHandler{store: store, now: now}, nil
+	if deadline < 0 {
+		return nil, errors.New("command: NewPlaceOrderHandler: negative deadline")
+	}
+	return &PlaceOrderHandler{store: store, now: now, deadline: deadline}, nil
 }
 
 // Handle places the order under a new id and returns where its stream stands.
@@ -101,6 +109,6 @@ func (h *PlaceOrderHandler) Handle(ctx context.Context, cmd PlaceOrder, meta Met
 		return acc, err
 	}
 	id := orderflow.NewOrderID()
-	events := DecidePlaceOrder(id, cmd, h.now())
+	events := DecidePlaceOrder(id, cmd, h.now(), h.deadline)
 	return appendEvents(ctx, h.store, meta, id.Stream(), eventstore.NoStream, events)
 }

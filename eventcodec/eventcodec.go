@@ -15,18 +15,35 @@ import (
 // ErrUnknownEvent: the type or schema version has no decoder.
 var ErrUnknownEvent = errors.New("eventcodec: unknown event type or schema version")
 
-type orderLineV1 struct {
+type lineV1 struct {
 	SKU            string `json:"sku"`
 	Quantity       int64  `json:"quantity"`
 	UnitPriceCents int64  `json:"unit_price_cents"`
 }
 
+func linesOut(lines []orderflow.OrderLine) []lineV1 {
+	out := make([]lineV1, len(lines))
+	for i, l := range lines {
+		out[i] = lineV1{SKU: string(l.SKU), Quantity: l.Quantity, UnitPriceCents: l.UnitPriceCents}
+	}
+	return out
+}
+
+func linesIn(lines []lineV1) []orderflow.OrderLine {
+	out := make([]orderflow.OrderLine, len(lines))
+	for i, l := range lines {
+		out[i] = orderflow.OrderLine{SKU: orderflow.SKU(l.SKU), Quantity: l.Quantity, UnitPriceCents: l.UnitPriceCents}
+	}
+	return out
+}
+
 type orderPlacedV1 struct {
-	OrderID    string        `json:"order_id"`
-	CustomerID string        `json:"customer_id"`
-	Lines      []orderLineV1 `json:"lines"`
-	TotalCents int64         `json:"total_cents"`
-	PlacedAt   time.Time     `json:"placed_at"`
+	OrderID    string     `json:"order_id"`
+	CustomerID string     `json:"customer_id"`
+	Lines      []lineV1   `json:"lines"`
+	TotalCents int64      `json:"total_cents"`
+	PlacedAt   time.Time  `json:"placed_at"`
+	DeadlineAt *time.Time `json:"deadline_at,omitempty"`
 }
 
 type orderCancelledV1 struct {
@@ -35,10 +52,43 @@ type orderCancelledV1 struct {
 	CancelledAt time.Time `json:"cancelled_at"`
 }
 
+type orderConfirmedV1 struct {
+	OrderID     string    `json:"order_id"`
+	ConfirmedAt time.Time `json:"confirmed_at"`
+}
+
+type orderRejectedV1 struct {
+	OrderID    string    `json:"order_id"`
+	Reason     string    `json:"reason"`
+	RejectedAt time.Time `json:"rejected_at"`
+}
+
 type stockAddedV1 struct {
 	SKU      string    `json:"sku"`
 	Quantity int64     `json:"quantity"`
 	AddedAt  time.Time `json:"added_at"`
+}
+
+type stockMoveV1 struct {
+	SKU       string `json:"sku"`
+	OrderID   string `json:"order_id"`
+	Quantity  int64  `json:"quantity"`
+	Committed bool   `json:"committed,omitempty"`
+}
+
+type inventoryV1 struct {
+	OrderID    string   `json:"order_id"`
+	Lines      []lineV1 `json:"lines,omitempty"`
+	TotalCents int64    `json:"total_cents,omitempty"`
+	Reason     string   `json:"reason,omitempty"`
+	SKU        string   `json:"sku,omitempty"`
+}
+
+type paymentV1 struct {
+	OrderID     string `json:"order_id"`
+	AmountCents int64  `json:"amount_cents,omitempty"`
+	ChargeID    string `json:"charge_id,omitempty"`
+	Reason      string `json:"reason,omitempty"`
 }
 
 // Encode returns the JSON payload of e.
@@ -46,16 +96,41 @@ func Encode(e orderflow.Event) ([]byte, error) {
 	var v any
 	switch e := e.(type) {
 	case orderflow.OrderPlaced:
-		lines := make([]orderLineV1, len(e.Lines))
-		for i, l := range e.Lines {
-			lines[i] = orderLineV1{SKU: string(l.SKU), Quantity: l.Quantity, UnitPriceCents: l.UnitPriceCents}
-		}
-		v = orderPlacedV1{OrderID: e.OrderID.String(), CustomerID: string(e.CustomerID), Lines: lines,
+		w := orderPlacedV1{OrderID: e.OrderID.String(), CustomerID: string(e.CustomerID), Lines: linesOut(e.Lines),
 			TotalCents: e.TotalCents, PlacedAt: e.PlacedAt.UTC()}
+		if !e.DeadlineAt.IsZero() {
+			d := e.DeadlineAt.UTC()
+			w.DeadlineAt = &d
+		}
+		v = w
 	case orderflow.OrderCancelled:
 		v = orderCancelledV1{OrderID: e.OrderID.String(), Reason: e.Reason, CancelledAt: e.CancelledAt.UTC()}
+	case orderflow.OrderConfirmed:
+		v = orderConfirmedV1{OrderID: e.OrderID.String(), ConfirmedAt: e.ConfirmedAt.UTC()}
+	case orderflow.OrderRejected:
+		v = orderRejectedV1{OrderID: e.OrderID.String(), Reason: e.Reason, RejectedAt: e.RejectedAt.UTC()}
 	case orderflow.StockAdded:
 		v = stockAddedV1{SKU: string(e.SKU), Quantity: e.Quantity, AddedAt: e.AddedAt.UTC()}
+	case orderflow.StockReserved:
+		v = stockMoveV1{SKU: string(e.SKU), OrderID: e.OrderID.String(), Quantity: e.Quantity}
+	case orderflow.StockReleased:
+		v = stockMoveV1{SKU: string(e.SKU), OrderID: e.OrderID.String(), Quantity: e.Quantity, Committed: e.Committed}
+	case orderflow.StockCommitted:
+		v = stockMoveV1{SKU: string(e.SKU), OrderID: e.OrderID.String(), Quantity: e.Quantity}
+	case orderflow.InventoryReserved:
+		v = inventoryV1{OrderID: e.OrderID.String(), Lines: linesOut(e.Lines), TotalCents: e.TotalCents}
+	case orderflow.InventoryRejected:
+		v = inventoryV1{OrderID: e.OrderID.String(), Reason: e.Reason, SKU: string(e.SKU)}
+	case orderflow.InventoryReleased:
+		v = inventoryV1{OrderID: e.OrderID.String()}
+	case orderflow.InventoryCommitted:
+		v = inventoryV1{OrderID: e.OrderID.String()}
+	case orderflow.PaymentCaptured:
+		v = paymentV1{OrderID: e.OrderID.String(), AmountCents: e.AmountCents, ChargeID: e.ChargeID}
+	case orderflow.PaymentFailed:
+		v = paymentV1{OrderID: e.OrderID.String(), Reason: e.Reason}
+	case orderflow.PaymentRefunded:
+		v = paymentV1{OrderID: e.OrderID.String(), AmountCents: e.AmountCents, ChargeID: e.ChargeID}
 	default:
 		return nil, fmt.Errorf("%w: %T", ErrUnknownEvent, e)
 	}
@@ -68,38 +143,110 @@ func Decode(typ string, sv int, data []byte) (orderflow.Event, error) {
 	if sv != 1 {
 		return nil, fmt.Errorf("%w: %s v%d", ErrUnknownEvent, typ, sv)
 	}
+	e, err := decodeV1(typ, data)
+	if err != nil && !errors.Is(err, ErrUnknownEvent) {
+		return nil, fmt.Errorf("eventcodec: %s: %w", typ, err)
+	}
+	return e, err
+}
+
+func decodeV1(typ string, data []byte) (orderflow.Event, error) {
+	unmarshal := func(v any) error { return json.Unmarshal(data, v) }
+	order := func(s string) (orderflow.OrderID, error) { return orderflow.ParseOrderID("order_id", s) }
 	switch typ {
 	case orderflow.EventOrderPlaced:
 		var w orderPlacedV1
-		if err := json.Unmarshal(data, &w); err != nil {
-			return nil, fmt.Errorf("eventcodec: %s: %w", typ, err)
+		if err := unmarshal(&w); err != nil {
+			return nil, err
 		}
-		id, err := orderflow.ParseOrderID("order_id", w.OrderID)
+		id, err := order(w.OrderID)
 		if err != nil {
-			return nil, fmt.Errorf("eventcodec: %s: %w", typ, err)
+			return nil, err
 		}
-		lines := make([]orderflow.OrderLine, len(w.Lines))
-		for i, l := range w.Lines {
-			lines[i] = orderflow.OrderLine{SKU: orderflow.SKU(l.SKU), Quantity: l.Quantity, UnitPriceCents: l.UnitPriceCents}
+		e := orderflow.OrderPlaced{OrderID: id, CustomerID: orderflow.CustomerID(w.CustomerID), Lines: linesIn(w.Lines),
+			TotalCents: w.TotalCents, PlacedAt: w.PlacedAt}
+		if w.DeadlineAt != nil {
+			e.DeadlineAt = *w.DeadlineAt
 		}
-		return orderflow.OrderPlaced{OrderID: id, CustomerID: orderflow.CustomerID(w.CustomerID), Lines: lines,
-			TotalCents: w.TotalCents, PlacedAt: w.PlacedAt}, nil
+		return e, nil
 	case orderflow.EventOrderCancelled:
 		var w orderCancelledV1
-		if err := json.Unmarshal(data, &w); err != nil {
-			return nil, fmt.Errorf("eventcodec: %s: %w", typ, err)
+		if err := unmarshal(&w); err != nil {
+			return nil, err
 		}
-		id, err := orderflow.ParseOrderID("order_id", w.OrderID)
-		if err != nil {
-			return nil, fmt.Errorf("eventcodec: %s: %w", typ, err)
+		id, err := order(w.OrderID)
+		return orderflow.OrderCancelled{OrderID: id, Reason: w.Reason, CancelledAt: w.CancelledAt}, err
+	case orderflow.EventOrderConfirmed:
+		var w orderConfirmedV1
+		if err := unmarshal(&w); err != nil {
+			return nil, err
 		}
-		return orderflow.OrderCancelled{OrderID: id, Reason: w.Reason, CancelledAt: w.CancelledAt}, nil
+		id, err := order(w.OrderID)
+		return orderflow.OrderConfirmed{OrderID: id, ConfirmedAt: w.ConfirmedAt}, err
+	case orderflow.EventOrderRejected:
+		var w orderRejectedV1
+		if err := unmarshal(&w); err != nil {
+			return nil, err
+		}
+		id, err := order(w.OrderID)
+		return orderflow.OrderRejected{OrderID: id, Reason: w.Reason, RejectedAt: w.RejectedAt}, err
 	case orderflow.EventStockAdded:
 		var w stockAddedV1
-		if err := json.Unmarshal(data, &w); err != nil {
-			return nil, fmt.Errorf("eventcodec: %s: %w", typ, err)
+		if err := unmarshal(&w); err != nil {
+			return nil, err
 		}
 		return orderflow.StockAdded{SKU: orderflow.SKU(w.SKU), Quantity: w.Quantity, AddedAt: w.AddedAt}, nil
+	case orderflow.EventStockReserved, orderflow.EventStockReleased, orderflow.EventStockCommitted:
+		var w stockMoveV1
+		if err := unmarshal(&w); err != nil {
+			return nil, err
+		}
+		id, err := order(w.OrderID)
+		if err != nil {
+			return nil, err
+		}
+		sku := orderflow.SKU(w.SKU)
+		switch typ {
+		case orderflow.EventStockReserved:
+			return orderflow.StockReserved{SKU: sku, OrderID: id, Quantity: w.Quantity}, nil
+		case orderflow.EventStockReleased:
+			return orderflow.StockReleased{SKU: sku, OrderID: id, Quantity: w.Quantity, Committed: w.Committed}, nil
+		}
+		return orderflow.StockCommitted{SKU: sku, OrderID: id, Quantity: w.Quantity}, nil
+	case orderflow.EventInventoryReserved, orderflow.EventInventoryRejected, orderflow.EventInventoryReleased, orderflow.EventInventoryCommitted:
+		var w inventoryV1
+		if err := unmarshal(&w); err != nil {
+			return nil, err
+		}
+		id, err := order(w.OrderID)
+		if err != nil {
+			return nil, err
+		}
+		switch typ {
+		case orderflow.EventInventoryReserved:
+			return orderflow.InventoryReserved{OrderID: id, Lines: linesIn(w.Lines), TotalCents: w.TotalCents}, nil
+		case orderflow.EventInventoryRejected:
+			return orderflow.InventoryRejected{OrderID: id, Reason: w.Reason, SKU: orderflow.SKU(w.SKU)}, nil
+		case orderflow.EventInventoryReleased:
+			return orderflow.InventoryReleased{OrderID: id}, nil
+		}
+		return orderflow.InventoryCommitted{OrderID: id}, nil
+	case orderflow.EventPaymentCaptured, orderflow.EventPaymentFailed, orderflow.EventPaymentRefunded:
+		var w paymentV1
+		if err := unmarshal(&w); err != nil {
+			return nil, err
+		}
+		id, err := order(w.OrderID)
+		if err != nil {
+			return nil, err
+		}
+		switch typ {
+		case orderflow.EventPaymentCaptured:
+			return orderflow.PaymentCaptured{OrderID: id, AmountCents: w.AmountCents, ChargeID: w.ChargeID}, nil
+		case orderflow.EventPaymentFailed:
+			return orderflow.PaymentFailed{OrderID: id, Reason: w.Reason}, nil
+		}
+		return orderflow.PaymentRefunded{OrderID: id, AmountCents: w.AmountCents, ChargeID: w.ChargeID}, nil
 	}
-	return nil, fmt.Errorf("%w: %s v%d", ErrUnknownEvent, typ, sv)
+	return nil, fmt.Errorf("%w: %s v1", ErrUnknownEvent, typ)
 }

@@ -17,7 +17,20 @@ func TestRoundTrip(t *testing.T) {
 	for _, e := range []orderflow.Event{
 		orderflow.OrderPlaced{OrderID: id, CustomerID: "c-1", Lines: []orderflow.OrderLine{{SKU: "A", Quantity: 2, UnitPriceCents: 150}}, TotalCents: 300, PlacedAt: at},
 		orderflow.OrderCancelled{OrderID: id, Reason: "timeout", CancelledAt: at},
+		orderflow.OrderPlaced{OrderID: id, CustomerID: "c-2", Lines: []orderflow.OrderLine{{SKU: "B", Quantity: 1, UnitPriceCents: 0}}, PlacedAt: at, DeadlineAt: at.Add(time.Minute)},
 		orderflow.StockAdded{SKU: "A", Quantity: 7, AddedAt: at},
+		orderflow.OrderConfirmed{OrderID: id, ConfirmedAt: at},
+		orderflow.OrderRejected{OrderID: id, Reason: "out of stock", RejectedAt: at},
+		orderflow.StockReserved{SKU: "A", OrderID: id, Quantity: 2},
+		orderflow.StockReleased{SKU: "A", OrderID: id, Quantity: 2, Committed: true},
+		orderflow.StockCommitted{SKU: "A", OrderID: id, Quantity: 2},
+		orderflow.InventoryReserved{OrderID: id, Lines: []orderflow.OrderLine{{SKU: "A", Quantity: 2, UnitPriceCents: 150}}, TotalCents: 300},
+		orderflow.InventoryRejected{OrderID: id, Reason: "out of stock", SKU: "A"},
+		orderflow.InventoryReleased{OrderID: id},
+		orderflow.InventoryCommitted{OrderID: id},
+		orderflow.PaymentCaptured{OrderID: id, AmountCents: 300, ChargeID: "ch_1"},
+		orderflow.PaymentFailed{OrderID: id, Reason: "declined"},
+		orderflow.PaymentRefunded{OrderID: id, AmountCents: 300, ChargeID: "ch_1"},
 	} {
 		data, err := eventcodec.Encode(e)
 		if err != nil {

@@ -81,7 +81,7 @@ func (f fixture) randomHistory(t *testing.T, rng *rand.Rand, orders int) []event
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, e := range command.DecidePlaceOrder(id, cmd, at) {
+				for _, e := range command.DecidePlaceOrder(id, cmd, at, 0) {
 					f.appendEvent(t, id.Stream(), e)
 				}
 				continue

@@ -31,6 +31,7 @@ type Config struct {
 	LogLevel        slog.Level
 
 	MinVersionWait time.Duration
+	OrderDeadline  time.Duration
 
 	KafkaBrokers        []string
 	KafkaTopicPrefix    string
@@ -55,6 +56,7 @@ var settings = []setting{
 	{"ORDERFLOW_MIGRATE_ON_START", "migrate", "true", "apply migrations at start-up"},
 	{"ORDERFLOW_SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long SIGTERM waits for requests in flight"},
 	{"ORDERFLOW_LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
+	{"ORDERFLOW_ORDER_DEADLINE", "order-deadline", "30s", "how long an order may stay pending before the saga cancels it (reason timeout)"},
 	{"ORDERFLOW_MIN_VERSION_WAIT", "min-version-wait", "2s", "longest a query with min_version waits for the view before answering 412"},
 	{"KAFKA_BROKERS", "kafka-brokers", "", "comma-separated Kafka bootstrap addresses (required by the relay role)"},
 	{"ORDERFLOW_KAFKA_TOPIC_PREFIX", "kafka-topic-prefix", "orderflow", "topics are <prefix>.order, <prefix>.inventory, <prefix>.payment, <prefix>.unrouted"},
@@ -148,6 +150,9 @@ func loadConfig(name string, args []string, getenv func(string) string) (Config,
 	if cfg.KafkaBreakerTimeout, err = time.ParseDuration(*vals["ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT"]); err != nil || cfg.KafkaBreakerTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT: want a positive duration such as 5s, got %q", *vals["ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT"]))
 	}
+	if cfg.OrderDeadline, err = time.ParseDuration(*vals["ORDERFLOW_ORDER_DEADLINE"]); err != nil || cfg.OrderDeadline <= 0 {
+		errs = append(errs, fmt.Errorf("ORDERFLOW_ORDER_DEADLINE: want a positive duration such as 30s, got %q", *vals["ORDERFLOW_ORDER_DEADLINE"]))
+	}
 	if cfg.MinVersionWait, err = time.ParseDuration(*vals["ORDERFLOW_MIN_VERSION_WAIT"]); err != nil || cfg.MinVersionWait <= 0 || cfg.MinVersionWait > time.Minute {
 		errs = append(errs, fmt.Errorf("ORDERFLOW_MIN_VERSION_WAIT: want a duration in (0, 1m], got %q", *vals["ORDERFLOW_MIN_VERSION_WAIT"]))
 	}
@@ -177,6 +182,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("migrate_on_start", c.MigrateOnStart),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.Duration("order_deadline", c.OrderDeadline),
 		slog.Duration("min_version_wait", c.MinVersionWait),
 		slog.Any("kafka_brokers", c.KafkaBrokers),
 		slog.String("kafka_topic_prefix", c.KafkaTopicPrefix),

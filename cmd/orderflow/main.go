@@ -16,7 +16,6 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -167,7 +166,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	for _, role := range cfg.Roles {
 		switch role {
 		case "command":
-			cmdAPI, err := command.NewAPI(store, time.Now, logger)
+			cmdAPI, err := command.NewAPI(store, command.Config{OrderDeadline: cfg.OrderDeadline}, logger)
 			if err != nil {
 				return err
 			}
