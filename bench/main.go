@@ -3,17 +3,21 @@
 // Every figure is printed beside a baseline measured in the same run on the
 // same machine: the event store against pgbench single-row inserts on the
 // same PostgreSQL server, the HTTP API against a trivial net/http handler
-// driven by the same load generator. Each section of the report is delimited
+// driven by the same load generator, the Kafka relay against a raw kafka-go
+// producer sending the same messages to the same broker. Each section of the report is delimited
 // by HTML comments (<!-- bench:NAME --> ... <!-- /bench:NAME -->) and only the
 // sections that ran are rewritten, so the others survive.
 //
 // Usage:
 //
-//	go run ./bench [-only=eventstore|http|all] [-duration=10s] [-warmup=1s] [-out=BENCHMARKS.md]
+//	go run ./bench [-only=eventstore|http|relay|all] [-duration=10s] [-warmup=1s] [-out=BENCHMARKS.md]
+//	               [-relay-batch=N[,N...]] [-relay-events=1000000] [-relay-cpuprofile=PREFIX]
 //
 // It needs DATABASE_URL (or -database-url) pointing at a PostgreSQL server on
 // which the role may CREATE DATABASE; every measurement gets a fresh database
-// that is dropped afterwards. Durability settings are read, never changed.
+// that is dropped afterwards. The relay section also needs KAFKA_BROKERS (or
+// -kafka-brokers); it creates topics under fresh prefixes and deletes them.
+// Durability settings are read, never changed.
 package main
 
 import (
@@ -25,6 +29,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -43,7 +49,18 @@ type config struct {
 	only        string
 	duration    time.Duration
 	warmup      time.Duration
+
+	kafkaBrokers []string
+	// relayBatches are the relay batch sizes of the catch-up part; the
+	// first is also the latency point's.
+	relayBatches []int
+	relayEvents  int    // backlog of the catch-up part
+	relayProfile string // CPU profiles of the catch-up runs go to <prefix>-<run>-<batch>.pprof
 }
+
+// relayDefaultBatches is -relay-batch's default: the best batch size first
+// (it is also the latency point's), then the others tried beside it.
+const relayDefaultBatches = "1000,500,2000,5000"
 
 // validate reports every problem with c at once.
 func (c config) validate() error {
@@ -55,9 +72,23 @@ func (c config) validate() error {
 		errs = append(errs, errors.New("-out is empty"))
 	}
 	switch c.only {
-	case "eventstore", "http", "all":
+	case "eventstore", "http", "relay", "all":
 	default:
-		errs = append(errs, fmt.Errorf("-only=%q: want eventstore, http or all", c.only))
+		errs = append(errs, fmt.Errorf("-only=%q: want eventstore, http, relay or all", c.only))
+	}
+	if (c.only == "relay" || c.only == "all") && len(c.kafkaBrokers) == 0 {
+		errs = append(errs, errors.New("no Kafka broker for the relay section: set KAFKA_BROKERS or -kafka-brokers"))
+	}
+	if len(c.relayBatches) == 0 {
+		errs = append(errs, errors.New("-relay-batch: no batch size"))
+	}
+	for i, n := range c.relayBatches {
+		if n < 1 || n > 100_000 || slices.Contains(c.relayBatches[:i], n) {
+			errs = append(errs, fmt.Errorf("-relay-batch: %d: want distinct sizes from 1 to 100000", n))
+		}
+	}
+	if c.relayEvents < 1000 {
+		errs = append(errs, fmt.Errorf("-relay-events=%d: want at least 1000", c.relayEvents))
 	}
 	// pgbench -T takes whole seconds; the baseline must run exactly as long.
 	if c.duration < time.Second || c.duration%time.Second != 0 {
@@ -75,10 +106,23 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL server to measure (default $DATABASE_URL)")
 	fs.StringVar(&c.out, "out", "BENCHMARKS.md", "report to rewrite (only the sections that ran)")
-	fs.StringVar(&c.only, "only", "all", "sections to run: eventstore, http or all")
+	fs.StringVar(&c.only, "only", "all", "sections to run: eventstore, http, relay or all")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured time per point (whole seconds)")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "unmeasured warm-up before each point (whole seconds)")
-	if err := fs.Parse(args); err != nil {
+	brokers := fs.String("kafka-brokers", os.Getenv("KAFKA_BROKERS"), "comma-separated Kafka brokers for the relay section (default $KAFKA_BROKERS)")
+	batches := fs.String("relay-batch", relayDefaultBatches, "relay batch sizes of the catch-up part, comma-separated; the first is also the latency point's")
+	fs.IntVar(&c.relayEvents, "relay-events", 1_000_000, "events in the relay catch-up backlog")
+	fs.StringVar(&c.relayProfile, "relay-cpuprofile", "", "write CPU profiles of the relay catch-up runs to PREFIX-<relay|raw>-<batch>.pprof")
+	err := fs.Parse(args)
+	if err != nil {
+		return config{}, err
+	}
+	for b := range strings.SplitSeq(*brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			c.kafkaBrokers = append(c.kafkaBrokers, b)
+		}
+	}
+	if c.relayBatches, err = parseBatches(*batches); err != nil {
 		return config{}, err
 	}
 	if fs.NArg() > 0 {
@@ -115,6 +159,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	sections := []section{
 		{name: "eventstore", run: eventstoreSection},
 		{name: "http", run: httpSection},
+		{name: "relay", run: relaySection},
 	}
 	for _, s := range sections {
 		if cfg.only != "all" && cfg.only != s.name {

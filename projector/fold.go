@@ -58,6 +58,10 @@ func FoldOrder(v *OrderView, e Event) *OrderView {
 		next.PlacedAt, next.UpdatedAt, next.Status = p.PlacedAt.UTC(), p.PlacedAt.UTC(), StatusPending
 	case orderflow.OrderCancelled:
 		next.Status, next.CancelReason, next.UpdatedAt = StatusCancelled, p.Reason, p.CancelledAt.UTC()
+	case orderflow.OrderConfirmed:
+		next.Status, next.UpdatedAt = StatusConfirmed, p.ConfirmedAt.UTC()
+	case orderflow.OrderRejected:
+		next.Status, next.CancelReason, next.UpdatedAt = StatusRejected, p.Reason, p.RejectedAt.UTC()
 	}
 	return &next
 }
@@ -81,6 +85,17 @@ func FoldStock(v *StockView, e Event) *StockView {
 	switch p := e.Payload.(type) {
 	case orderflow.StockAdded:
 		next.SKU, next.OnHand, next.UpdatedAt = p.SKU, next.OnHand+p.Quantity, p.AddedAt.UTC()
+	case orderflow.StockReserved:
+		next.SKU, next.Reserved, next.UpdatedAt = p.SKU, next.Reserved+p.Quantity, e.RecordedAt.UTC()
+	case orderflow.StockReleased:
+		next.SKU, next.UpdatedAt = p.SKU, e.RecordedAt.UTC()
+		if p.Committed {
+			next.OnHand += p.Quantity
+		} else {
+			next.Reserved -= p.Quantity
+		}
+	case orderflow.StockCommitted:
+		next.SKU, next.OnHand, next.Reserved, next.UpdatedAt = p.SKU, next.OnHand-p.Quantity, next.Reserved-p.Quantity, e.RecordedAt.UTC()
 	}
 	return &next
 }
