@@ -198,3 +198,48 @@ func TestAddStock(t *testing.T) {
 		})
 	}
 }
+
+func TestSagaDecisionsOnOrders(t *testing.T) {
+	t.Parallel()
+	id := orderflow.NewOrderID()
+	placed := orderflow.OrderPlaced{OrderID: id, CustomerID: "c", PlacedAt: now}
+	states := map[string][]orderflow.Event{
+		"pending":   {placed},
+		"confirmed": {placed, orderflow.OrderConfirmed{OrderID: id}},
+		"rejected":  {placed, orderflow.OrderRejected{OrderID: id}},
+		"cancelled": {placed, orderflow.OrderCancelled{OrderID: id}},
+	}
+	tests := []struct {
+		state                   string
+		confirm, reject, cancel string // event type decided, "" for none
+	}{
+		{"pending", orderflow.EventOrderConfirmed, orderflow.EventOrderRejected, orderflow.EventOrderCancelled},
+		{"confirmed", "", "", ""},
+		{"rejected", "", "", ""},
+		{"cancelled", "", "", ""},
+	}
+	only := func(events []orderflow.Event) string {
+		if len(events) == 0 {
+			return ""
+		}
+		return events[0].EventType()
+	}
+	for _, tt := range tests {
+		t.Run(tt.state, func(t *testing.T) {
+			t.Parallel()
+			o := command.FoldOrder(states[tt.state])
+			if string(o.Status) != tt.state {
+				t.Fatalf("folded status %s, want %s", o.Status, tt.state)
+			}
+			if got := only(command.DecideConfirm(o, now)); got != tt.confirm {
+				t.Fatalf("confirm decided %q, want %q", got, tt.confirm)
+			}
+			if got := only(command.DecideReject(o, "out of stock", now)); got != tt.reject {
+				t.Fatalf("reject decided %q, want %q", got, tt.reject)
+			}
+			if got := only(command.DecideSagaCancel(o, orderflow.ReasonTimeout, now)); got != tt.cancel {
+				t.Fatalf("saga cancel decided %q, want %q", got, tt.cancel)
+			}
+		})
+	}
+}

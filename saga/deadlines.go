@@ -1,0 +1,85 @@
+package saga
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/command"
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// recordDeadline persists an order's deadline; recording it again changes
+// nothing.
+func (p *Participants) recordDeadline(ctx context.Context, id orderflow.OrderID, due time.Time) error {
+	_, err := p.pool.Exec(ctx, `insert into saga_deadlines (order_id, due_at) values ($1, $2) on conflict (order_id) do nothing`,
+		uuid.UUID(id), due)
+	if err != nil {
+		return fmt.Errorf("record deadline of %s: %w", id, err)
+	}
+	return nil
+}
+
+// FireDeadlines cancels, with reason "timeout", the orders still pending at
+// their deadline, at most limit of them, and returns how many deadlines it
+// handled. Deadlines are claimed with row locks that skip locked rows, so
+// instances running side by side each fire different ones; an instance that
+// dies half-way leaves its rows to the next run, whose append is idempotent.
+func (p *Participants) FireDeadlines(ctx context.Context, limit int) (int, error) {
+	fired := 0
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `select order_id from saga_deadlines
+			where fired_at is null and due_at <= $1 order by due_at limit $2 for update skip locked`, p.now(), limit)
+		if err != nil {
+			return err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		if err != nil {
+			return err
+		}
+		for _, raw := range ids {
+			id := orderflow.OrderID(raw)
+			// The deadline itself is the trigger: its command id is the same
+			// however often it fires.
+			trigger := eventstore.Event{ID: uuid.NewSHA1(uuid.NameSpaceOID, []byte("deadline:"+id.String())), StreamID: id.Stream()}
+			if err := p.react(ctx, trigger, "order:timeout", func(ctx context.Context) ([]Write, error) {
+				o, err := p.order(ctx, id)
+				return orderWrite(o, command.DecideSagaCancel(o, orderflow.ReasonTimeout, p.now())), err
+			}); err != nil {
+				return fmt.Errorf("deadline of %s: %w", id, err)
+			}
+			if _, err := tx.Exec(ctx, `update saga_deadlines set fired_at = now() where order_id = $1`, raw); err != nil {
+				return err
+			}
+			fired++
+		}
+		return nil
+	})
+	return fired, err
+}
+
+// RunDeadlines fires due deadlines every interval until ctx ends.
+func (p *Participants) RunDeadlines(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		for {
+			n, err := p.FireDeadlines(ctx, 100)
+			if err != nil && ctx.Err() == nil {
+				p.logger.Warn("saga: firing deadlines failed; will retry", "err", err)
+			}
+			if err != nil || n < 100 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

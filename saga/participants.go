@@ -1,0 +1,340 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/command"
+	"github.com/orderflow/orderflow/eventcodec"
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/paymentprovider"
+	"github.com/orderflow/orderflow/relay"
+)
+
+// EventStore is what the participants need of the event log.
+type EventStore interface {
+	Append(ctx context.Context, a eventstore.Append) (eventstore.Result, error)
+	ReadStream(ctx context.Context, streamID string, from int64, limit int) ([]eventstore.Event, error)
+}
+
+// Provider is the payment service, behind its circuit breaker.
+type Provider interface {
+	Charge(ctx context.Context, orderID string, amountCents int64, idempotencyKey string) (paymentprovider.Charge, error)
+	Refund(ctx context.Context, chargeID string, amountCents int64, idempotencyKey string) (paymentprovider.Refund, error)
+}
+
+// ErrMalformed marks a trigger that is not a decodable orderflow event; it
+// belongs on the dead-letter topic.
+var ErrMalformed = errors.New("saga: malformed event")
+
+// Participants runs the saga's reactions.
+type Participants struct {
+	store    EventStore
+	provider Provider
+	pool     *pgxpool.Pool
+	now      func() time.Time
+	logger   *slog.Logger
+}
+
+// New returns the participants over store, charging through provider and
+// keeping deadlines in pool's database.
+func New(store EventStore, provider Provider, pool *pgxpool.Pool, now func() time.Time, logger *slog.Logger) (*Participants, error) {
+	if store == nil || provider == nil || pool == nil || now == nil || logger == nil {
+		return nil, errors.New("saga: New: nil dependency")
+	}
+	return &Participants{store: store, provider: provider, pool: pool, now: now, logger: logger}, nil
+}
+
+// Reaction is one participant's handler for one topic: its name is its
+// consumer group.
+type Reaction struct {
+	Name    string
+	Context string // the topic's bounded context (relay.ContextOrder, ...)
+	Handle  func(ctx context.Context, e eventstore.Event) error
+}
+
+// Reactions lists every handler of the saga.
+func (p *Participants) Reactions() []Reaction {
+	return []Reaction{
+		{Name: "inventory", Context: relay.ContextOrder, Handle: p.inventory},
+		{Name: "payment-on-inventory", Context: relay.ContextInventory, Handle: p.paymentOnInventory},
+		{Name: "payment-on-order", Context: relay.ContextOrder, Handle: p.paymentOnOrder},
+		{Name: "payment-on-payment", Context: relay.ContextPayment, Handle: p.paymentOnPayment},
+		{Name: "order-on-order", Context: relay.ContextOrder, Handle: p.orderOnOrder},
+		{Name: "order-on-inventory", Context: relay.ContextInventory, Handle: p.orderOnInventory},
+		{Name: "order-on-payment", Context: relay.ContextPayment, Handle: p.orderOnPayment},
+	}
+}
+
+// decode returns the trigger's payload, or ErrMalformed.
+func decode(e eventstore.Event) (orderflow.Event, error) {
+	payload, err := eventcodec.Decode(e.Type, e.SchemaVersion, e.Data)
+	if errors.Is(err, eventcodec.ErrUnknownEvent) {
+		return nil, nil // a type this build does not react to
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s %s@%d: %w", ErrMalformed, e.Type, e.StreamID, e.Version, err)
+	}
+	return payload, nil
+}
+
+// load folds a stream's events with apply; a stream that does not exist
+// folds nothing.
+func (p *Participants) load(ctx context.Context, stream string, apply func(orderflow.Event)) error {
+	recorded, err := p.store.ReadStream(ctx, stream, 1, 0)
+	if errors.Is(err, eventstore.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, r := range recorded {
+		e, err := eventcodec.Decode(r.Type, r.SchemaVersion, r.Data)
+		if errors.Is(err, eventcodec.ErrUnknownEvent) {
+			apply(nil) // counts for the version
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("load %s: %w", stream, err)
+		}
+		apply(e)
+	}
+	return nil
+}
+
+func (p *Participants) order(ctx context.Context, id orderflow.OrderID) (command.Order, error) {
+	var o command.Order
+	err := p.load(ctx, id.Stream(), func(e orderflow.Event) { o = o.Apply(e) })
+	return o, err
+}
+
+func (p *Participants) reservation(ctx context.Context, id orderflow.OrderID) (Reservation, error) {
+	var r Reservation
+	err := p.load(ctx, id.ReservationStream(), func(e orderflow.Event) { r = r.Apply(e) })
+	return r, err
+}
+
+func (p *Participants) payment(ctx context.Context, id orderflow.OrderID) (Payment, error) {
+	var pay Payment
+	err := p.load(ctx, id.PaymentStream(), func(e orderflow.Event) { pay = pay.Apply(e) })
+	return pay, err
+}
+
+// react decides and appends, deciding again when a concurrent writer moved a
+// stream first. The command id comes from the trigger and the action, so a
+// redelivered trigger appends nothing new.
+func (p *Participants) react(ctx context.Context, trigger eventstore.Event, action string, decide func(ctx context.Context) ([]Write, error)) error {
+	const attempts = 20
+	for range attempts {
+		writes, err := decide(ctx)
+		if err != nil || len(writes) == 0 {
+			return err
+		}
+		err = p.write(ctx, trigger, action, writes)
+		if errors.Is(err, eventstore.ErrConcurrency) {
+			continue
+		}
+		return err
+	}
+	return fmt.Errorf("saga %s on %s@%d: still conflicting after %d attempts", action, trigger.StreamID, trigger.Version, attempts)
+}
+
+func (p *Participants) write(ctx context.Context, trigger eventstore.Event, action string, writes []Write) error {
+	md := eventstore.Metadata{
+		CorrelationID: trigger.Metadata.CorrelationID, CausationID: trigger.ID.String(),
+		Actor: "saga:" + strings.SplitN(action, ":", 2)[0], TraceParent: trigger.Metadata.TraceParent, TraceState: trigger.Metadata.TraceState,
+	}
+	a := eventstore.Append{CommandID: "saga:" + action + ":" + trigger.ID.String(), Fingerprint: action}
+	for _, w := range writes {
+		sa := eventstore.StreamAppend{StreamID: w.StreamID, Expected: w.Expected}
+		for _, e := range w.Events {
+			data, err := eventcodec.Encode(e)
+			if err != nil {
+				return err
+			}
+			sa.Events = append(sa.Events, eventstore.EventData{Type: e.EventType(), SchemaVersion: e.SchemaVersion(), Data: data, Metadata: md})
+		}
+		a.Streams = append(a.Streams, sa)
+	}
+	_, err := p.store.Append(ctx, a)
+	if errors.Is(err, eventstore.ErrDuplicateCommand) {
+		return nil
+	}
+	return err
+}
+
+// inventory reserves placed orders, commits confirmed ones and releases
+// cancelled ones.
+func (p *Participants) inventory(ctx context.Context, e eventstore.Event) error {
+	payload, err := decode(e)
+	if err != nil {
+		return err
+	}
+	switch ev := payload.(type) {
+	case orderflow.OrderPlaced:
+		return p.react(ctx, e, "inventory:reserve", func(ctx context.Context) ([]Write, error) {
+			res, err := p.reservation(ctx, ev.OrderID)
+			if err != nil || res.Version > 0 {
+				return nil, err
+			}
+			stocks := make(map[orderflow.SKU]Stock, len(ev.Lines))
+			for _, l := range ev.Lines {
+				var s Stock
+				if err := p.load(ctx, l.SKU.Stream(), func(e orderflow.Event) { s = s.Apply(e) }); err != nil {
+					return nil, err
+				}
+				stocks[l.SKU] = s
+			}
+			return DecideReserve(ev, res, stocks), nil
+		})
+	case orderflow.OrderConfirmed:
+		return p.react(ctx, e, "inventory:commit", func(ctx context.Context) ([]Write, error) {
+			res, err := p.reservation(ctx, ev.OrderID)
+			return DecideCommit(ev.OrderID, res), err
+		})
+	case orderflow.OrderCancelled:
+		return p.react(ctx, e, "inventory:release", func(ctx context.Context) ([]Write, error) {
+			res, err := p.reservation(ctx, ev.OrderID)
+			return DecideRelease(ev.OrderID, res), err
+		})
+	}
+	return nil
+}
+
+// paymentOnInventory charges orders whose stock is reserved.
+func (p *Participants) paymentOnInventory(ctx context.Context, e eventstore.Event) error {
+	payload, err := decode(e)
+	if err != nil {
+		return err
+	}
+	ev, ok := payload.(orderflow.InventoryReserved)
+	if !ok {
+		return nil
+	}
+	return p.react(ctx, e, "payment:charge", func(ctx context.Context) ([]Write, error) {
+		o, err := p.order(ctx, ev.OrderID)
+		if err != nil {
+			return nil, err
+		}
+		pay, err := p.payment(ctx, ev.OrderID)
+		if err != nil || !ShouldCharge(string(o.Status), pay) {
+			return nil, err
+		}
+		// One idempotency key per order: a retried or duplicated trigger
+		// never charges twice. While the breaker is open this fails fast
+		// and the trigger is retried later; the order waits, it does not fail.
+		charge, err := p.provider.Charge(ctx, ev.OrderID.String(), ev.TotalCents, "charge:"+ev.OrderID.String())
+		if err != nil {
+			return nil, fmt.Errorf("charge order %s: %w", ev.OrderID, err)
+		}
+		return DecideChargeResult(ev.OrderID, pay, charge.Status == paymentprovider.StatusCaptured, ev.TotalCents, charge.ID, charge.DeclineReason), nil
+	})
+}
+
+// refund gives back the order's captured payment if the order ended cancelled.
+func (p *Participants) refund(ctx context.Context, trigger eventstore.Event, id orderflow.OrderID) error {
+	return p.react(ctx, trigger, "payment:refund", func(ctx context.Context) ([]Write, error) {
+		o, err := p.order(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		pay, err := p.payment(ctx, id)
+		if err != nil || !ShouldRefund(string(o.Status), pay) {
+			return nil, err
+		}
+		if _, err := p.provider.Refund(ctx, pay.ChargeID, pay.AmountCents, "refund:"+id.String()); err != nil {
+			return nil, fmt.Errorf("refund order %s: %w", id, err)
+		}
+		return DecideRefunded(id, pay), nil
+	})
+}
+
+// paymentOnOrder refunds a cancelled order's capture.
+func (p *Participants) paymentOnOrder(ctx context.Context, e eventstore.Event) error {
+	payload, err := decode(e)
+	if err != nil {
+		return err
+	}
+	if ev, ok := payload.(orderflow.OrderCancelled); ok {
+		return p.refund(ctx, e, ev.OrderID)
+	}
+	return nil
+}
+
+// paymentOnPayment refunds a capture that arrived after its order was
+// cancelled.
+func (p *Participants) paymentOnPayment(ctx context.Context, e eventstore.Event) error {
+	payload, err := decode(e)
+	if err != nil {
+		return err
+	}
+	if ev, ok := payload.(orderflow.PaymentCaptured); ok {
+		return p.refund(ctx, e, ev.OrderID)
+	}
+	return nil
+}
+
+// orderOnOrder records a placed order's deadline.
+func (p *Participants) orderOnOrder(ctx context.Context, e eventstore.Event) error {
+	payload, err := decode(e)
+	if err != nil {
+		return err
+	}
+	ev, ok := payload.(orderflow.OrderPlaced)
+	if !ok || ev.DeadlineAt.IsZero() {
+		return nil
+	}
+	return p.recordDeadline(ctx, ev.OrderID, ev.DeadlineAt)
+}
+
+// orderOnInventory rejects an order the inventory could not serve.
+func (p *Participants) orderOnInventory(ctx context.Context, e eventstore.Event) error {
+	payload, err := decode(e)
+	if err != nil {
+		return err
+	}
+	ev, ok := payload.(orderflow.InventoryRejected)
+	if !ok {
+		return nil
+	}
+	return p.react(ctx, e, "order:reject", func(ctx context.Context) ([]Write, error) {
+		o, err := p.order(ctx, ev.OrderID)
+		return orderWrite(o, command.DecideReject(o, ev.Reason, p.now())), err
+	})
+}
+
+// orderOnPayment confirms a paid order, or cancels one whose payment failed.
+func (p *Participants) orderOnPayment(ctx context.Context, e eventstore.Event) error {
+	payload, err := decode(e)
+	if err != nil {
+		return err
+	}
+	switch ev := payload.(type) {
+	case orderflow.PaymentCaptured:
+		return p.react(ctx, e, "order:confirm", func(ctx context.Context) ([]Write, error) {
+			o, err := p.order(ctx, ev.OrderID)
+			return orderWrite(o, command.DecideConfirm(o, p.now())), err
+		})
+	case orderflow.PaymentFailed:
+		return p.react(ctx, e, "order:cancel", func(ctx context.Context) ([]Write, error) {
+			o, err := p.order(ctx, ev.OrderID)
+			return orderWrite(o, command.DecideSagaCancel(o, orderflow.ReasonPaymentFailed, p.now())), err
+		})
+	}
+	return nil
+}
+
+// orderWrite appends events to an order at the version they were decided on.
+func orderWrite(o command.Order, events []orderflow.Event) []Write {
+	if len(events) == 0 {
+		return nil
+	}
+	return []Write{{StreamID: o.ID.Stream(), Expected: eventstore.Exactly(o.Version), Events: events}}
+}
