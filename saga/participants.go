@@ -224,8 +224,13 @@ func (p *Participants) paymentOnInventory(ctx context.Context, e eventstore.Even
 			return nil, err
 		}
 		pay, err := p.payment(ctx, ev.OrderID)
-		if err != nil || !ShouldCharge(string(o.Status), pay) {
+		if err != nil || pay.Version > 0 {
 			return nil, err
+		}
+		if !ShouldCharge(string(o.Status), pay) {
+			// Cancelled while the charge waited (a provider outage past the
+			// deadline): record that it was never charged.
+			return DecideChargeResult(ev.OrderID, pay, false, 0, "", "order "+string(o.Status)+" before it was charged"), nil
 		}
 		// One idempotency key per order: a retried or duplicated trigger
 		// never charges twice. While the breaker is open this fails fast

@@ -14,7 +14,7 @@ import (
 )
 
 // Roles this build can run; "all" runs every one of them in one process.
-var knownRoles = []string{"command", "query", "relay", "projector"}
+var knownRoles = []string{"command", "query", "relay", "projector", "saga", "payment-provider"}
 
 var topicPrefixPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
 
@@ -31,7 +31,14 @@ type Config struct {
 	LogLevel        slog.Level
 
 	MinVersionWait time.Duration
-	OrderDeadline  time.Duration
+
+	PaymentProviderURL    string
+	PaymentLatency        time.Duration
+	PaymentFailureRate    float64
+	PaymentBreakerFails   int
+	PaymentBreakerTimeout time.Duration
+	DeadlineInterval      time.Duration
+	OrderDeadline         time.Duration
 
 	KafkaBrokers        []string
 	KafkaTopicPrefix    string
@@ -58,6 +65,12 @@ var settings = []setting{
 	{"ORDERFLOW_LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
 	{"ORDERFLOW_ORDER_DEADLINE", "order-deadline", "30s", "how long an order may stay pending before the saga cancels it (reason timeout)"},
 	{"ORDERFLOW_MIN_VERSION_WAIT", "min-version-wait", "2s", "longest a query with min_version waits for the view before answering 412"},
+	{"ORDERFLOW_PAYMENT_PROVIDER_URL", "payment-provider-url", "", "base URL of the payment provider the saga charges (default: this process, when it runs the payment-provider role)"},
+	{"ORDERFLOW_PAYMENT_LATENCY", "payment-latency", "20ms", "payment-provider role: simulated latency of each request"},
+	{"ORDERFLOW_PAYMENT_FAILURE_RATE", "payment-failure-rate", "0", "payment-provider role: share of charges declined, 0 to 1"},
+	{"ORDERFLOW_PAYMENT_BREAKER_FAILURES", "payment-breaker-failures", "5", "consecutive provider failures that open the payment breaker"},
+	{"ORDERFLOW_PAYMENT_BREAKER_OPEN_TIMEOUT", "payment-breaker-open-timeout", "5s", "how long the payment breaker stays open before a probe"},
+	{"ORDERFLOW_DEADLINE_INTERVAL", "deadline-interval", "500ms", "how often the saga looks for orders past their deadline"},
 	{"KAFKA_BROKERS", "kafka-brokers", "", "comma-separated Kafka bootstrap addresses (required by the relay role)"},
 	{"ORDERFLOW_KAFKA_TOPIC_PREFIX", "kafka-topic-prefix", "orderflow", "topics are <prefix>.order, <prefix>.inventory, <prefix>.payment, <prefix>.unrouted"},
 	{"ORDERFLOW_KAFKA_PARTITIONS", "kafka-partitions", "6", "partitions of each topic the relay creates"},
@@ -133,7 +146,7 @@ func loadConfig(name string, args []string, getenv func(string) string) (Config,
 			cfg.KafkaBrokers = append(cfg.KafkaBrokers, b)
 		}
 	}
-	for _, role := range []string{"relay", "projector"} {
+	for _, role := range []string{"relay", "projector", "saga"} {
 		if slices.Contains(cfg.Roles, role) && len(cfg.KafkaBrokers) == 0 {
 			errs = append(errs, fmt.Errorf("KAFKA_BROKERS is required by the %s role", role))
 		}
@@ -152,6 +165,28 @@ func loadConfig(name string, args []string, getenv func(string) string) (Config,
 	}
 	if cfg.OrderDeadline, err = time.ParseDuration(*vals["ORDERFLOW_ORDER_DEADLINE"]); err != nil || cfg.OrderDeadline <= 0 {
 		errs = append(errs, fmt.Errorf("ORDERFLOW_ORDER_DEADLINE: want a positive duration such as 30s, got %q", *vals["ORDERFLOW_ORDER_DEADLINE"]))
+	}
+	cfg.PaymentProviderURL = *vals["ORDERFLOW_PAYMENT_PROVIDER_URL"]
+	if cfg.PaymentProviderURL != "" {
+		if u, err := url.Parse(cfg.PaymentProviderURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("ORDERFLOW_PAYMENT_PROVIDER_URL: want an http(s) URL, got %q", cfg.PaymentProviderURL))
+		}
+	} else if slices.Contains(cfg.Roles, "saga") && !slices.Contains(cfg.Roles, "payment-provider") {
+		errs = append(errs, errors.New("ORDERFLOW_PAYMENT_PROVIDER_URL is required by the saga role when this process does not run the payment-provider role"))
+	}
+	duration := func(env string, lo, hi time.Duration) time.Duration {
+		d, err := time.ParseDuration(*vals[env])
+		if err != nil || d < lo || d > hi {
+			errs = append(errs, fmt.Errorf("%s: want a duration in [%s, %s], got %q", env, lo, hi, *vals[env]))
+		}
+		return d
+	}
+	cfg.PaymentLatency = duration("ORDERFLOW_PAYMENT_LATENCY", 0, 10*time.Minute)
+	cfg.PaymentBreakerTimeout = duration("ORDERFLOW_PAYMENT_BREAKER_OPEN_TIMEOUT", time.Millisecond, time.Hour)
+	cfg.DeadlineInterval = duration("ORDERFLOW_DEADLINE_INTERVAL", 10*time.Millisecond, time.Hour)
+	cfg.PaymentBreakerFails = intIn("ORDERFLOW_PAYMENT_BREAKER_FAILURES", 1, 1000)
+	if cfg.PaymentFailureRate, err = strconv.ParseFloat(*vals["ORDERFLOW_PAYMENT_FAILURE_RATE"], 64); err != nil || cfg.PaymentFailureRate < 0 || cfg.PaymentFailureRate > 1 {
+		errs = append(errs, fmt.Errorf("ORDERFLOW_PAYMENT_FAILURE_RATE: want a number in [0, 1], got %q", *vals["ORDERFLOW_PAYMENT_FAILURE_RATE"]))
 	}
 	if cfg.MinVersionWait, err = time.ParseDuration(*vals["ORDERFLOW_MIN_VERSION_WAIT"]); err != nil || cfg.MinVersionWait <= 0 || cfg.MinVersionWait > time.Minute {
 		errs = append(errs, fmt.Errorf("ORDERFLOW_MIN_VERSION_WAIT: want a duration in (0, 1m], got %q", *vals["ORDERFLOW_MIN_VERSION_WAIT"]))
@@ -184,6 +219,12 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.Duration("order_deadline", c.OrderDeadline),
 		slog.Duration("min_version_wait", c.MinVersionWait),
+		slog.String("payment_provider_url", c.PaymentProviderURL),
+		slog.Duration("payment_latency", c.PaymentLatency),
+		slog.Float64("payment_failure_rate", c.PaymentFailureRate),
+		slog.Int("payment_breaker_failures", c.PaymentBreakerFails),
+		slog.Duration("payment_breaker_open_timeout", c.PaymentBreakerTimeout),
+		slog.Duration("deadline_interval", c.DeadlineInterval),
 		slog.Any("kafka_brokers", c.KafkaBrokers),
 		slog.String("kafka_topic_prefix", c.KafkaTopicPrefix),
 		slog.Int("kafka_partitions", c.KafkaPartitions),

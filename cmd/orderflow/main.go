@@ -28,6 +28,7 @@ import (
 	"github.com/orderflow/orderflow/httpapi"
 	"github.com/orderflow/orderflow/kafkapubsub"
 	"github.com/orderflow/orderflow/migrations"
+	"github.com/orderflow/orderflow/paymentprovider"
 	"github.com/orderflow/orderflow/projector"
 	"github.com/orderflow/orderflow/query"
 	"github.com/orderflow/orderflow/relay"
@@ -106,7 +107,7 @@ func newRelay(ctx context.Context, cfg Config, pool *pgxpool.Pool, store *events
 	if err != nil {
 		return nil, err
 	}
-	if err := registerAll(reg, append(rl.Collectors(), breaker.Collector())...); err != nil {
+	if err := registerAll(reg, rl.Collectors()...); err != nil {
 		return nil, err
 	}
 	return rl, nil
@@ -141,7 +142,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer pool.Close()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), breaker.Collector())
 	store, err := eventstore.New(pool, eventstore.Config{AppendWorkers: cfg.AppendWorkers, Registerer: reg, Logger: logger})
 	if err != nil {
 		return err
@@ -158,7 +159,14 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	r := httpapi.NewRouter(logger, metrics)
 	health.Mount(r, reg)
 	r.Method("GET", "/openapi.json", api.Handler())
-	// Background work (the relay) runs until ctx ends; serve waits for it.
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	defer ln.Close() // if a role fails to start; Serve closes it otherwise
+	selfURL := "http://" + ln.Addr().String()
+
+	// Background work (relay, projector, saga) runs until ctx ends; serve waits for it.
 	var background sync.WaitGroup
 	defer background.Wait()
 	bgCtx, stopBackground := context.WithCancel(ctx)
@@ -188,6 +196,19 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 				return err
 			}
 			q.Mount(r)
+		case "payment-provider":
+			pp, err := paymentprovider.NewServer(paymentprovider.Config{Latency: cfg.PaymentLatency, FailureRate: cfg.PaymentFailureRate}, logger)
+			if err != nil {
+				return err
+			}
+			pp.Mount(r)
+		case "saga":
+			participants, err := newSaga(cfg, pool, store, selfURL, logger)
+			if err != nil {
+				return err
+			}
+			background.Go(func() { runSaga(bgCtx, cfg, participants, logger) })
+			background.Go(func() { participants.RunDeadlines(bgCtx, cfg.DeadlineInterval) })
 		case "projector":
 			engine, err := projector.NewEngine(pool, store, projector.EngineConfig{}, logger)
 			if err != nil {
@@ -204,10 +225,6 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			defer admin.Close()
 			admin.Mount(r)
 		}
-	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	logger.Info("serving HTTP", "addr", ln.Addr().String(), "roles", cfg.Roles)
 	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))

@@ -40,9 +40,11 @@ func projectOnce(ctx context.Context, cfg Config, engine *projector.Engine, stor
 	topics := []kafkapubsub.TopicSpec{{Name: deadLetter, Partitions: 1, ReplicationFactor: cfg.KafkaReplication}}
 	seen := map[string]bool{}
 	for _, p := range projector.All() {
-		if t := projector.Topic(p, cfg.KafkaTopicPrefix); !seen[t] {
-			seen[t] = true
-			topics = append(topics, kafkapubsub.TopicSpec{Name: t, Partitions: cfg.KafkaPartitions, ReplicationFactor: cfg.KafkaReplication})
+		for _, t := range projector.Topics(p, cfg.KafkaTopicPrefix) {
+			if !seen[t] {
+				seen[t] = true
+				topics = append(topics, kafkapubsub.TopicSpec{Name: t, Partitions: cfg.KafkaPartitions, ReplicationFactor: cfg.KafkaReplication})
+			}
 		}
 	}
 	if err := kafkapubsub.EnsureTopics(ctx, cfg.KafkaBrokers, topics); err != nil {
@@ -65,12 +67,14 @@ func projectOnce(ctx context.Context, cfg Config, engine *projector.Engine, stor
 		return err
 	}
 	for _, p := range projector.All() {
-		sub, err := kafkapubsub.NewSubscriber(kafkapubsub.SubscriberConfig{Brokers: cfg.KafkaBrokers, ConsumerGroup: projector.ConsumerGroup(p)}, wlog)
-		if err != nil {
-			return err
+		for _, s := range projector.Subscriptions(p, cfg.KafkaTopicPrefix) {
+			sub, err := kafkapubsub.NewSubscriber(kafkapubsub.SubscriberConfig{Brokers: cfg.KafkaBrokers, ConsumerGroup: s.ConsumerGroup}, wlog)
+			if err != nil {
+				return err
+			}
+			defer sub.Close()
+			router.AddNoPublisherHandler(s.Handler, s.Topic, sub, engine.Handler(p))
 		}
-		defer sub.Close()
-		router.AddNoPublisherHandler(p.Name(), projector.Topic(p, cfg.KafkaTopicPrefix), sub, engine.Handler(p))
 	}
 	logger.Info("projector consuming", "projections", len(projector.All()))
 	return router.Run(ctx)
