@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -29,12 +30,58 @@ func (en *Engine) Handler(p Projection) message.NoPublishHandlerFunc {
 	}
 }
 
-// ConsumerGroup is the Kafka consumer group of a projection: its name.
+// ConsumerGroup is the Kafka consumer group of a projection that consumes
+// one topic: its name. A projection consuming several topics has a group per
+// topic (see Subscriptions).
 func ConsumerGroup(p Projection) string { return "orderflow.projection." + p.Name() }
 
-// Topic is the topic a projection consumes under the relay's topic prefix.
-func Topic(p Projection, prefix string) string {
-	return relay.Topic(prefix, relay.ContextOf(p.Prefix()+"x"))
+// contexts returns the bounded contexts of p's stream prefixes, in the order
+// of Prefixes, without repeats.
+func contexts(p Projection) []string {
+	var out []string
+	for _, sp := range p.Prefixes() {
+		if c := relay.ContextOf(sp + "x"); !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Topics returns the topics p consumes under the relay's topic prefix: one
+// per bounded context its streams belong to, without repeats.
+func Topics(p Projection, prefix string) []string {
+	var out []string
+	for _, c := range contexts(p) {
+		out = append(out, relay.Topic(prefix, c))
+	}
+	return out
+}
+
+// Subscription is one topic a projection consumes, with the watermill
+// handler and the Kafka consumer group that consume it.
+type Subscription struct {
+	Handler       string // the handler's name, unique among all projections'
+	Topic         string
+	ConsumerGroup string
+}
+
+// Subscriptions returns one subscription per topic of Topics(p, prefix). A
+// watermill handler reads one topic and each handler has a consumer group of
+// its own, so a projection consuming several topics has a handler and group
+// named ConsumerGroup(p)+"."+context per topic. A projection consuming one
+// topic keeps its name as the handler's and ConsumerGroup(p) as the group,
+// so its committed offsets stay where they are.
+func Subscriptions(p Projection, prefix string) []Subscription {
+	cs := contexts(p)
+	if len(cs) == 1 {
+		return []Subscription{{Handler: p.Name(), Topic: relay.Topic(prefix, cs[0]), ConsumerGroup: ConsumerGroup(p)}}
+	}
+	out := make([]Subscription, len(cs))
+	for i, c := range cs {
+		group := ConsumerGroup(p) + "." + c
+		out[i] = Subscription{Handler: group, Topic: relay.Topic(prefix, c), ConsumerGroup: group}
+	}
+	return out
 }
 
 // Backfill rebuilds every projection that was never built (a projection added

@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -223,7 +224,11 @@ func (en *Engine) park(ctx context.Context, p Projection, e eventstore.Event, ca
 // this build does not know decodes with a nil Payload (folds skip it); a
 // known type whose payload does not decode is an error.
 func Decode(r eventstore.Event) (Event, error) {
-	e := Event{StreamID: r.StreamID, Version: r.Version, Type: r.Type, RecordedAt: r.RecordedAt}
+	e := Event{StreamID: r.StreamID, Version: r.Version, Type: r.Type, RecordedAt: r.RecordedAt,
+		CorrelationID: r.Metadata.CorrelationID, CausationID: r.Metadata.CausationID}
+	if r.ID != uuid.Nil {
+		e.EventID = r.ID.String()
+	}
 	payload, err := eventcodec.Decode(r.Type, r.SchemaVersion, r.Data)
 	switch {
 	case errors.Is(err, eventcodec.ErrUnknownEvent):

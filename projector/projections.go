@@ -15,13 +15,15 @@ import (
 	"github.com/orderflow/orderflow"
 )
 
-// Projection maintains one read view. Its name is its consumer group and the
-// key of its checkpoints: never rename one casually.
+// Projection maintains one read view. Its name is the key of its
+// checkpoints and names its consumer groups (see Subscriptions): never
+// rename one casually.
 type Projection interface {
 	// Name identifies the projection.
 	Name() string
-	// Prefix is the stream id prefix of the streams it folds ("order-").
-	Prefix() string
+	// Prefixes are the stream id prefixes of the streams it folds
+	// ("order-"); a stream whose id starts with any of them concerns it.
+	Prefixes() []string
 	// Tables lists the view tables it writes, for rebuilds to shadow.
 	Tables() []string
 	// ApplyBatch folds events (each stream's in version order) into the
@@ -56,11 +58,29 @@ type Querier interface {
 }
 
 // Wants reports whether events of the stream concern p.
-func Wants(p Projection, streamID string) bool { return strings.HasPrefix(streamID, p.Prefix()) }
+func Wants(p Projection, streamID string) bool {
+	for _, prefix := range p.Prefixes() {
+		if strings.HasPrefix(streamID, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// wanted returns the events of events that concern p, in their order.
+func wanted(p Projection, events []Event) []Event {
+	var out []Event
+	for _, e := range events {
+		if Wants(p, e.StreamID) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
 
 // All returns every projection orderflow keeps.
 func All() []Projection {
-	return []Projection{OrderDetails{}, OrdersByCustomer{}, StockLevels{}, DailySales{}}
+	return []Projection{OrderDetails{}, OrdersByCustomer{}, StockLevels{}, DailySales{}, SagaTimeline{}}
 }
 
 // ByName returns the projection called name.
@@ -72,8 +92,6 @@ func ByName(name string) (Projection, bool) {
 	}
 	return nil, false
 }
-
-func isOrderStream(s string) bool { return strings.HasPrefix(s, orderflow.OrderStreamPrefix) }
 
 func orderIDOf(streamID string) (orderflow.OrderID, error) {
 	return orderflow.ParseOrderID("stream_id", strings.TrimPrefix(streamID, orderflow.OrderStreamPrefix))
@@ -153,9 +171,9 @@ func foldOrders(ids []orderflow.OrderID, groups map[orderflow.OrderID][]Event, r
 // OrderDetails keeps order_details: one row per order.
 type OrderDetails struct{}
 
-func (OrderDetails) Name() string     { return "order_details" }
-func (OrderDetails) Prefix() string   { return orderflow.OrderStreamPrefix }
-func (OrderDetails) Tables() []string { return []string{"order_details"} }
+func (OrderDetails) Name() string       { return "order_details" }
+func (OrderDetails) Prefixes() []string { return []string{orderflow.OrderStreamPrefix} }
+func (OrderDetails) Tables() []string   { return []string{"order_details"} }
 
 // ApplyBatch folds the events into their orders' rows.
 func (OrderDetails) ApplyBatch(ctx context.Context, tx pgx.Tx, t Tables, events []Event) error {
@@ -275,23 +293,18 @@ func (OrderDetails) Snapshot(ctx context.Context, q Querier, t Tables) ([]string
 }
 
 // Model folds a history into order_details rows.
-func (OrderDetails) Model(events []Event) []string {
+func (p OrderDetails) Model(events []Event) []string {
 	var out []string
-	for _, v := range modelOrders(events) {
+	for _, v := range modelOrders(wanted(p, events)) {
 		out = append(out, orderString(v))
 	}
 	slices.Sort(out)
 	return out
 }
 
+// modelOrders folds the events of order streams in memory.
 func modelOrders(events []Event) []*OrderView {
-	var wanted []Event
-	for _, e := range events {
-		if isOrderStream(e.StreamID) {
-			wanted = append(wanted, e)
-		}
-	}
-	ids, groups, err := byOrder(wanted)
+	ids, groups, err := byOrder(events)
 	if err != nil {
 		return nil
 	}
@@ -302,9 +315,9 @@ func modelOrders(events []Event) []*OrderView {
 // first. Its rows hold what its fold needs, so it depends on no other view.
 type OrdersByCustomer struct{}
 
-func (OrdersByCustomer) Name() string     { return "orders_by_customer" }
-func (OrdersByCustomer) Prefix() string   { return orderflow.OrderStreamPrefix }
-func (OrdersByCustomer) Tables() []string { return []string{"orders_by_customer"} }
+func (OrdersByCustomer) Name() string       { return "orders_by_customer" }
+func (OrdersByCustomer) Prefixes() []string { return []string{orderflow.OrderStreamPrefix} }
+func (OrdersByCustomer) Tables() []string   { return []string{"orders_by_customer"} }
 
 const customerOrderColumns = `order_id, customer_id, status, total_cents, placed_at, version`
 
@@ -394,9 +407,9 @@ func (OrdersByCustomer) Snapshot(ctx context.Context, q Querier, t Tables) ([]st
 }
 
 // Model folds a history into orders_by_customer rows.
-func (OrdersByCustomer) Model(events []Event) []string {
+func (p OrdersByCustomer) Model(events []Event) []string {
 	var out []string
-	for _, v := range modelOrders(events) {
+	for _, v := range modelOrders(wanted(p, events)) {
 		out = append(out, customerOrderString(v))
 	}
 	slices.Sort(out)
@@ -406,9 +419,9 @@ func (OrdersByCustomer) Model(events []Event) []string {
 // StockLevels keeps stock: on hand and reserved per SKU.
 type StockLevels struct{}
 
-func (StockLevels) Name() string     { return "stock" }
-func (StockLevels) Prefix() string   { return orderflow.SKUStreamPrefix }
-func (StockLevels) Tables() []string { return []string{"stock"} }
+func (StockLevels) Name() string       { return "stock" }
+func (StockLevels) Prefixes() []string { return []string{orderflow.SKUStreamPrefix} }
+func (StockLevels) Tables() []string   { return []string{"stock"} }
 
 func skuOf(streamID string) orderflow.SKU {
 	return orderflow.SKU(strings.TrimPrefix(streamID, orderflow.SKUStreamPrefix))
@@ -529,14 +542,8 @@ func (StockLevels) Snapshot(ctx context.Context, q Querier, t Tables) ([]string,
 
 // Model folds a history into stock rows.
 func (p StockLevels) Model(events []Event) []string {
-	var wanted []Event
-	for _, e := range events {
-		if Wants(p, e.StreamID) {
-			wanted = append(wanted, e)
-		}
-	}
 	var out []string
-	for _, v := range foldStocks(wanted, map[orderflow.SKU]*StockView{}) {
+	for _, v := range foldStocks(wanted(p, events), map[orderflow.SKU]*StockView{}) {
 		out = append(out, stockString(v))
 	}
 	slices.Sort(out)
@@ -546,9 +553,9 @@ func (p StockLevels) Model(events []Event) []string {
 // DailySales keeps daily_sales, and sales_orders, its memory of each order.
 type DailySales struct{}
 
-func (DailySales) Name() string     { return "daily_sales" }
-func (DailySales) Prefix() string   { return orderflow.OrderStreamPrefix }
-func (DailySales) Tables() []string { return []string{"sales_orders", "daily_sales"} }
+func (DailySales) Name() string       { return "daily_sales" }
+func (DailySales) Prefixes() []string { return []string{orderflow.OrderStreamPrefix} }
+func (DailySales) Tables() []string   { return []string{"sales_orders", "daily_sales"} }
 
 // foldSales folds grouped events into the orders' memories and returns the
 // changed memories and the summed change per day.
@@ -691,13 +698,7 @@ func (DailySales) Snapshot(ctx context.Context, q Querier, t Tables) ([]string, 
 
 // Model folds a history into daily_sales and sales_orders rows.
 func (p DailySales) Model(events []Event) []string {
-	var wanted []Event
-	for _, e := range events {
-		if Wants(p, e.StreamID) {
-			wanted = append(wanted, e)
-		}
-	}
-	ids, groups, err := byOrder(wanted)
+	ids, groups, err := byOrder(wanted(p, events))
 	if err != nil {
 		return nil
 	}

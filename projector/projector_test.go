@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,20 +45,51 @@ func MustFixture(t *testing.T) fixture {
 
 func (f fixture) appendEvent(t *testing.T, stream string, e orderflow.Event) {
 	t.Helper()
+	f.appendEventWith(t, stream, e, eventstore.Metadata{})
+}
+
+func (f fixture) appendEventWith(t *testing.T, stream string, e orderflow.Event, md eventstore.Metadata) {
+	t.Helper()
 	data, err := eventcodec.Encode(e)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.store.Append(context.Background(), eventstore.Append{Streams: []eventstore.StreamAppend{{
 		StreamID: stream, Expected: eventstore.Any,
-		Events: []eventstore.EventData{{Type: e.EventType(), SchemaVersion: e.SchemaVersion(), Data: data}},
+		Events: []eventstore.EventData{{Type: e.EventType(), SchemaVersion: e.SchemaVersion(), Data: data, Metadata: md}},
 	}}}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// randomHistory appends a random history of orders and stock and returns
-// the whole log as recorded.
+// sagaEvent returns a random event of an order's saga and the stream it
+// goes to: a reservation-, payment- or order- stream event.
+func sagaEvent(rng *rand.Rand, id orderflow.OrderID, at time.Time) (string, orderflow.Event) {
+	lines := []orderflow.OrderLine{{SKU: "A", Quantity: 1, UnitPriceCents: 100}}
+	switch rng.IntN(9) {
+	case 0:
+		return id.ReservationStream(), orderflow.InventoryReserved{OrderID: id, Lines: lines, TotalCents: 100}
+	case 1:
+		return id.ReservationStream(), orderflow.InventoryRejected{OrderID: id, Reason: orderflow.ReasonOutOfStock, SKU: "A"}
+	case 2:
+		return id.ReservationStream(), orderflow.InventoryReleased{OrderID: id}
+	case 3:
+		return id.ReservationStream(), orderflow.InventoryCommitted{OrderID: id}
+	case 4:
+		return id.PaymentStream(), orderflow.PaymentCaptured{OrderID: id, AmountCents: 100, ChargeID: "ch-" + id.String()[:8]}
+	case 5:
+		return id.PaymentStream(), orderflow.PaymentFailed{OrderID: id, Reason: "declined"}
+	case 6:
+		return id.PaymentStream(), orderflow.PaymentRefunded{OrderID: id, AmountCents: 100, ChargeID: "ch-" + id.String()[:8]}
+	case 7:
+		return id.Stream(), orderflow.OrderConfirmed{OrderID: id, ConfirmedAt: at}
+	default:
+		return id.Stream(), orderflow.OrderRejected{OrderID: id, Reason: orderflow.ReasonOutOfStock, RejectedAt: at}
+	}
+}
+
+// randomHistory appends a random history of orders, their sagas and stock
+// and returns the whole log as recorded.
 func (f fixture) randomHistory(t *testing.T, rng *rand.Rand, orders int) []eventstore.Event {
 	t.Helper()
 	skus := []orderflow.SKU{"A", "B", "C", "D"}
@@ -66,8 +98,8 @@ func (f fixture) randomHistory(t *testing.T, rng *rand.Rand, orders int) []event
 	for i := range ids {
 		ids[i] = orderflow.NewOrderID()
 	}
-	for i := 0; i < orders*3; i++ {
-		switch rng.IntN(3) {
+	for i := 0; i < orders*4; i++ {
+		switch rng.IntN(4) {
 		case 0:
 			sku := skus[rng.IntN(len(skus))]
 			f.appendEvent(t, sku.Stream(), orderflow.StockAdded{SKU: sku, Quantity: int64(rng.IntN(50) + 1), AddedAt: day.Add(time.Duration(i) * time.Minute)})
@@ -81,9 +113,17 @@ func (f fixture) randomHistory(t *testing.T, rng *rand.Rand, orders int) []event
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, e := range command.DecidePlaceOrder(id, cmd, at, 0) {
-					f.appendEvent(t, id.Stream(), e)
+				deadline := time.Duration(rng.IntN(2)) * 30 * time.Minute // none, at times
+				for _, e := range command.DecidePlaceOrder(id, cmd, at, deadline) {
+					f.appendEventWith(t, id.Stream(), e, eventstore.Metadata{CorrelationID: "corr-" + id.String(), CommandID: "cmd-" + id.String()})
 				}
+				continue
+			}
+			if rng.IntN(3) > 0 {
+				// A saga participant reacting to the order's latest event.
+				// Any order of reactions: the log may hold what a fold must tolerate.
+				stream, e := sagaEvent(rng, id, at)
+				f.appendEventWith(t, stream, e, eventstore.Metadata{CorrelationID: "corr-" + id.String(), CausationID: history[len(history)-1].ID.String()})
 				continue
 			}
 			// Cancel (again, at times: the log may hold what a fold must tolerate).
@@ -222,12 +262,27 @@ func TestLiveEqualsRebuildEqualsFold(t *testing.T) {
 				if len(live) == 0 {
 					t.Fatalf("%s: empty view: the test proves nothing", p.Name())
 				}
+				if p.Name() == (projector.SagaTimeline{}).Name() {
+					mustCover(t, live, "|reservation-", "|payment-", "|corr-", "|"+projector.InventoryReserved+"|", "|"+projector.PaymentCaptured+"|",
+						"|"+orderflow.EventOrderConfirmed+"|", "|"+orderflow.EventInventoryReserved+"|")
+				}
 				if err := f.engine.Rebuild(ctx, p, f.store, nil); err != nil {
 					t.Fatal(err)
 				}
 				sameRows(t, p.Name()+": rebuild vs live", snapshot(t, f, p), live)
 			}
 		})
+	}
+}
+
+// mustCover fails unless every substring is in some row: the history
+// exercised what the test means to check.
+func mustCover(t *testing.T, rows []string, substrings ...string) {
+	t.Helper()
+	for _, sub := range substrings {
+		if !slices.ContainsFunc(rows, func(r string) bool { return strings.Contains(r, sub) }) {
+			t.Fatalf("no row contains %q: the history does not exercise it", sub)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,9 +54,9 @@ func (en *Engine) Status(ctx context.Context, p Projection) (Status, error) {
 		       count(e.*), coalesce(extract(epoch from now() - min(e.recorded_at)), 0)::float8
 		from events e
 		left join projection_checkpoints c on c.projection = $1 and c.stream_id = e.stream_id
-		where e.stream_id like $2 || '%' and e.version > coalesce(c.version, 0)
+		where e.stream_id like any($2::text[]) and e.version > coalesce(c.version, 0)
 		  and not exists (select 1 from projection_parked k where k.projection = $1 and k.stream_id = e.stream_id)`,
-		p.Name(), p.Prefix()).Scan(&st.Streams, &st.LagEvents, &st.LagSeconds); err != nil {
+		p.Name(), likePrefixes(p.Prefixes())).Scan(&st.Streams, &st.LagEvents, &st.LagSeconds); err != nil {
 		return st, fmt.Errorf("status of %s: %w", p.Name(), err)
 	}
 	rows, err := en.pool.Query(ctx, `select stream_id, version, error, parked_at from projection_parked where projection = $1 order by parked_at`, p.Name())
@@ -82,4 +83,15 @@ func (en *Engine) Status(ctx context.Context, p Projection) (Status, error) {
 		return st, fmt.Errorf("status of %s: %w", p.Name(), err)
 	}
 	return st, rows.Err()
+}
+
+// likePrefixes returns a LIKE pattern per prefix that matches the strings
+// starting with it, taking its own '%', '_' and '\' literally.
+func likePrefixes(prefixes []string) []string {
+	esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	out := make([]string, len(prefixes))
+	for i, p := range prefixes {
+		out[i] = esc.Replace(p) + "%"
+	}
+	return out
 }

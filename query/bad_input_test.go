@@ -82,6 +82,28 @@ func TestBadInput(t *testing.T) {
 		{"cursor empty", "/v1/orders?customer_id=c-1&cursor=", "cursor"},
 		{"cursor twice", "/v1/orders?customer_id=c-1&cursor=" + *p.NextCursor + "&cursor=" + *p.NextCursor, "cursor"},
 
+		{"saga order id not a UUID", "/v1/orders/1234/saga", "id"},
+		{"saga order id with urn prefix", "/v1/orders/urn:uuid:" + o.id.String() + "/saga", "id"},
+		{"saga min_version zero", order + "/saga?min_version=0", "min_version"},
+		{"saga min_version not a number", order + "/saga?min_version=abc", "min_version"},
+
+		{"state missing", "/v1/sagas", "state"},
+		{"state missing, others given", "/v1/sagas?limit=5", "state"},
+		{"state unknown", "/v1/sagas?state=pending", "state"},
+		{"state in capitals", "/v1/sagas?state=STUCK", "state"},
+		{"state empty", "/v1/sagas?state=", "state"},
+		{"state twice", "/v1/sagas?state=stuck&state=stuck", "state"},
+		{"sagas limit zero", "/v1/sagas?state=stuck&limit=0", "limit"},
+		{"sagas limit 101", "/v1/sagas?state=stuck&limit=101", "limit"},
+		{"sagas limit not a number", "/v1/sagas?state=stuck&limit=abc", "limit"},
+		{"sagas limit negative", "/v1/sagas?state=stuck&limit=-1", "limit"},
+		{"sagas cursor not base64", "/v1/sagas?state=stuck&cursor=not*base64", "cursor"},
+		{"sagas cursor too short", "/v1/sagas?state=stuck&cursor=AAAA", "cursor"},
+		{"sagas cursor of the orders list", "/v1/sagas?state=stuck&cursor=" + rawCursor(good...), "cursor"},
+		{"sagas cursor of another version", "/v1/sagas?state=stuck&cursor=" + rawCursor(append([]byte{3}, good[1:]...)...), "cursor"},
+		{"sagas cursor out of range", "/v1/sagas?state=stuck&cursor=" + rawCursor(append([]byte{2}, outOfRange[1:]...)...), "cursor"},
+		{"sagas cursor empty", "/v1/sagas?state=stuck&cursor=", "cursor"},
+
 		{"from missing", "/v1/stats/sales?to=2024-01-31", "from"},
 		{"to missing", "/v1/stats/sales?from=2024-01-01", "to"},
 		{"from not a date", "/v1/stats/sales?from=yesterday&to=2024-01-31", "from"},
@@ -113,5 +135,20 @@ func TestBadInput(t *testing.T) {
 				t.Fatalf("GET %s: problem %s, want validation naming %q", tt.path, res.body, tt.field)
 			}
 		})
+	}
+}
+
+// A bad state names the states accepted.
+func TestBadSagaStateNamesTheAcceptedOnes(t *testing.T) {
+	t.Parallel()
+	c := MustAPI(t, query.Config{})
+	for _, path := range []string{"/v1/sagas", "/v1/sagas?state=pending"} {
+		res := c.get(path)
+		var prob httpapi.Problem
+		res.decode(t, &prob)
+		if res.status != http.StatusBadRequest || len(prob.Errors) != 1 || prob.Errors[0].Field != "state" ||
+			!strings.Contains(prob.Errors[0].Detail, query.SagaStateStuck) {
+			t.Fatalf("GET %s: %d %s, want a 400 naming %q", path, res.status, res.body, query.SagaStateStuck)
+		}
 	}
 }

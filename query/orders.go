@@ -43,20 +43,23 @@ type OrderPage struct {
 // statuses are the order statuses a list can be filtered by.
 var statuses = []string{projector.StatusPending, projector.StatusConfirmed, projector.StatusRejected, projector.StatusCancelled}
 
-// cursor is a position in a customer's list, newest first: the sort key
-// (placed_at, order_id) of the last row of the previous page. The next page
-// holds the rows strictly after it, so rows inserted meanwhile never shift a
-// page, and a row appears at most once.
+// cursor is a position in a list: the sort key (a time, order_id) of the
+// last row of the previous page. In a customer's list, newest first, the
+// time is placed_at; in the stuck sagas, oldest deadline first, deadline_at.
+// The next page holds the rows strictly after it, so rows inserted meanwhile
+// never shift a page, and a row appears at most once.
 type cursor struct {
-	placedAt time.Time // microsecond precision, as PostgreSQL stores it
-	orderID  uuid.UUID
+	at      time.Time // microsecond precision, as PostgreSQL stores it
+	orderID uuid.UUID
 }
 
-// cursorV1 leads the encoding, so the format can change without old cursors
-// being misread.
+// The first byte of a cursor names the list it belongs to and its format, so
+// the format can change without old cursors being misread, and a cursor of
+// one list is refused by another.
 const (
-	cursorV1  byte = 1
-	cursorLen      = 1 + 8 + 16
+	cursorV1      byte = 1 // GET /v1/orders
+	cursorSagasV1 byte = 2 // GET /v1/sagas
+	cursorLen          = 1 + 8 + 16
 )
 
 // Bounds of a cursor's time: what PostgreSQL's timestamptz and RFC 3339 hold.
@@ -65,29 +68,45 @@ var (
 	maxCursorTime = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
 )
 
-// String encodes c as unpadded base64url of: version byte 1, placed_at as
-// big-endian Unix microseconds, the 16 bytes of order_id.
-func (c cursor) String() string {
+// encode encodes c as unpadded base64url of: the list's byte (cursorV1 or
+// cursorSagasV1), the time as big-endian Unix microseconds, the 16 bytes of
+// order_id.
+func (c cursor) encode(list byte) string {
 	b := make([]byte, 0, cursorLen)
-	b = append(b, cursorV1)
-	b = binary.BigEndian.AppendUint64(b, uint64(c.placedAt.UnixMicro()))
+	b = append(b, list)
+	b = binary.BigEndian.AppendUint64(b, uint64(c.at.UnixMicro()))
 	b = append(b, c.orderID[:]...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// parseCursor decodes a cursor made by cursor.String.
-func parseCursor(s string) (cursor, bool) {
+// parseCursor decodes a cursor of list made by cursor.encode.
+func parseCursor(s string, list byte) (cursor, bool) {
 	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
-	if err != nil || len(b) != cursorLen || b[0] != cursorV1 {
+	if err != nil || len(b) != cursorLen || b[0] != list {
 		return cursor{}, false
 	}
 	at := time.UnixMicro(int64(binary.BigEndian.Uint64(b[1:9]))).UTC()
 	if at.Before(minCursorTime) || at.After(maxCursorTime) {
 		return cursor{}, false
 	}
-	c := cursor{placedAt: at}
+	c := cursor{at: at}
 	copy(c.orderID[:], b[9:])
 	return c, true
+}
+
+// queryCursor reads the optional cursor parameter of list (nil when
+// absent), recording a bad one in v.
+func queryCursor(r *http.Request, list byte, v *orderflow.ValidationError) *cursor {
+	s, ok := single(r, "cursor", v)
+	if !ok {
+		return nil
+	}
+	c, valid := parseCursor(s, list)
+	if !valid {
+		v.Add("cursor", "is not a cursor this API returned; use next_cursor of a previous page")
+		return nil
+	}
+	return &c
 }
 
 func (a *API) listOrders(w http.ResponseWriter, r *http.Request) {
@@ -105,15 +124,7 @@ func (a *API) listOrders(w http.ResponseWriter, r *http.Request) {
 		v.Add("status", "must be one of pending, confirmed, rejected, cancelled")
 	}
 	limit := httpapi.QueryInt(r, "limit", DefaultPageLimit, 1, MaxPageLimit, v)
-	var after *cursor
-	if s, ok := single(r, "cursor", v); ok {
-		c, valid := parseCursor(s)
-		if !valid {
-			v.Add("cursor", "is not a cursor this API returned; use next_cursor of a previous page")
-		} else {
-			after = &c
-		}
-	}
+	after := queryCursor(r, cursorV1, v)
 	if err := v.Err(); err != nil {
 		a.fail(w, r, err)
 		return
@@ -129,7 +140,7 @@ func (a *API) listOrders(w http.ResponseWriter, r *http.Request) {
 	if after != nil {
 		// A row comparison, so the (customer_id, placed_at desc, order_id
 		// desc) index serves the page directly.
-		args = append(args, after.placedAt, after.orderID)
+		args = append(args, after.at, after.orderID)
 		sql += fmt.Sprintf(` and (placed_at, order_id) < ($%d, $%d)`, len(args)-1, len(args))
 	}
 	args = append(args, limit+1) // one more tells whether there is a next page
@@ -157,7 +168,7 @@ func (a *API) listOrders(w http.ResponseWriter, r *http.Request) {
 	page := OrderPage{Orders: make([]OrderSummary, 0, min(len(list), int(limit)))}
 	if len(list) > int(limit) {
 		last := list[limit-1]
-		next := cursor{placedAt: last.PlacedAt, orderID: last.id}.String()
+		next := cursor{at: last.PlacedAt, orderID: last.id}.encode(cursorV1)
 		page.NextCursor, list = &next, list[:limit]
 	}
 	for _, o := range list {

@@ -1,5 +1,6 @@
 // Package query is orderflow's read side: a REST API over the read views the
-// projector keeps (order details, orders by customer, stock, daily sales). It
+// projector keeps (order details, orders by customer, stock, daily sales,
+// saga timeline). It
 // promises answers that match the OpenAPI document (package api), stable
 // keyset pagination, an ETag on every 200 with 304 for a matching
 // If-None-Match, and read-your-writes: a read with min_version waits,
@@ -26,11 +27,12 @@ const (
 // takes its default.
 type Config struct {
 	// MinVersionWait bounds how long a read with min_version (GET
-	// /v1/orders/{id}, GET /v1/inventory/{sku}) waits for the view to reach
-	// that version of the stream. When the bound passes first, the read
-	// answers 412 Precondition Failed (problem type
-	// urn:orderflow:problem:view-behind) naming the version the view has, with
-	// Retry-After: 1. Clients cannot lengthen it. Default DefaultMinVersionWait.
+	// /v1/orders/{id}, GET /v1/orders/{id}/saga, GET /v1/inventory/{sku})
+	// waits for the view to reach that version of the stream. When the bound
+	// passes first, the read answers 412 Precondition Failed (problem type
+	// urn:orderflow:problem:view-behind) naming the version the view has,
+	// with Retry-After: 1. Clients cannot lengthen it. Default
+	// DefaultMinVersionWait.
 	MinVersionWait time.Duration
 	// PollInterval is how often a waiting read re-reads its row. Default
 	// DefaultPollInterval.
@@ -60,7 +62,8 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 // API is the query REST API: GET /v1/orders/{id}, GET /v1/orders, GET
-// /v1/inventory/{sku} and GET /v1/stats/sales.
+// /v1/orders/{id}/saga, GET /v1/sagas, GET /v1/inventory/{sku} and GET
+// /v1/stats/sales.
 type API struct {
 	pool   *pgxpool.Pool
 	cfg    Config
@@ -84,6 +87,8 @@ func NewAPI(pool *pgxpool.Pool, cfg Config, logger *slog.Logger) (*API, error) {
 func (a *API) Mount(r chi.Router) {
 	r.Get("/v1/orders/{id}", a.getOrder)
 	r.Get("/v1/orders", a.listOrders)
+	r.Get("/v1/orders/{id}/saga", a.getSaga)
+	r.Get("/v1/sagas", a.listSagas)
 	r.Get("/v1/inventory/{sku}", a.getStock)
 	r.Get("/v1/stats/sales", a.salesStats)
 }

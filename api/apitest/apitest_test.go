@@ -521,6 +521,8 @@ func TestOperations(t *testing.T) {
 		{Method: "POST", Path: "/v1/orders"},
 		{Method: "GET", Path: "/v1/orders/{id}"},
 		{Method: "POST", Path: "/v1/orders/{id}/cancel"},
+		{Method: "GET", Path: "/v1/orders/{id}/saga"},
+		{Method: "GET", Path: "/v1/sagas"},
 		{Method: "GET", Path: "/v1/stats/sales"},
 		{Method: "GET", Path: "/v1/streams/{id}/events"},
 	}

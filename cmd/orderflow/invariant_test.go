@@ -17,12 +17,14 @@ import (
 // reserved; on hand = initial + added − confirmed; captured − refunded =
 // the confirmed orders' totals.
 func TestSagaInvariants(t *testing.T) {
-	t.Parallel()
+	// Not parallel: each of these runs whole orderflow processes; on 2 cores
+	// they would starve each other and measure the machine, not the code.
 	env, pool := fullEnv(t)
 	for k, v := range map[string]string{
 		"ORDERFLOW_PAYMENT_LATENCY": "1ms", "ORDERFLOW_PAYMENT_FAILURE_RATE": "0.2",
 		"ORDERFLOW_PAYMENT_BREAKER_FAILURES": "2", "ORDERFLOW_PAYMENT_BREAKER_OPEN_TIMEOUT": "300ms",
 		"ORDERFLOW_DEADLINE_INTERVAL": "100ms", "ORDERFLOW_ORDER_DEADLINE": "5m", "ORDERFLOW_LOG_LEVEL": "info",
+		"ORDERFLOW_ROLES": "all",
 	} {
 		env[k] = v
 	}

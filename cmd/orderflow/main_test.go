@@ -102,7 +102,7 @@ func watchLog(t *testing.T) *logWatcher {
 }
 
 func TestServeEndToEnd(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it runs every role of orderflow in this process.
 	url := dbtest.MustURL(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -16,6 +16,7 @@ import (
 func sagaEnv(t *testing.T, extra map[string]string) *process {
 	t.Helper()
 	env, _ := fullEnv(t)
+	env["ORDERFLOW_ROLES"] = "all"
 	env["ORDERFLOW_PAYMENT_LATENCY"] = "2ms"
 	env["ORDERFLOW_PAYMENT_BREAKER_FAILURES"] = "2"
 	env["ORDERFLOW_PAYMENT_BREAKER_OPEN_TIMEOUT"] = "300ms"
@@ -161,7 +162,8 @@ func (p *process) sku(t *testing.T, sku string) skuLevels {
 }
 
 func TestSagaEndToEnd(t *testing.T) {
-	t.Parallel()
+	// Not parallel: each of these runs whole orderflow processes; on 2 cores
+	// they would starve each other and measure the machine, not the code.
 	p := sagaEnv(t, nil)
 	p.addStock(t, "APPLE", 10)
 	p.addStock(t, "PEAR", 1)
@@ -234,7 +236,8 @@ func TestSagaEndToEnd(t *testing.T) {
 }
 
 func TestSagaPaymentDeclinedCancelsAndReleases(t *testing.T) {
-	t.Parallel()
+	// Not parallel: each of these runs whole orderflow processes; on 2 cores
+	// they would starve each other and measure the machine, not the code.
 	p := sagaEnv(t, map[string]string{"ORDERFLOW_PAYMENT_FAILURE_RATE": "1"})
 	p.addStock(t, "PLUM", 5)
 	id := p.place(t, "c-1", "PLUM:2")
@@ -248,7 +251,8 @@ func TestSagaPaymentDeclinedCancelsAndReleases(t *testing.T) {
 }
 
 func TestSagaOutageLongerThanDeadlineCancelsAndCompensates(t *testing.T) {
-	t.Parallel()
+	// Not parallel: each of these runs whole orderflow processes; on 2 cores
+	// they would starve each other and measure the machine, not the code.
 	p := sagaEnv(t, map[string]string{"ORDERFLOW_ORDER_DEADLINE": "2s"})
 	p.addStock(t, "FIG", 5)
 	if code, _ := p.do(t, "PUT", "/admin/outage", `{"down":true}`); code != 200 {
