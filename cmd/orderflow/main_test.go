@@ -25,7 +25,7 @@ func TestLoadConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
-	if cfg.HTTPAddr != ":8080" || strings.Join(cfg.Roles, ",") != "command,projector,query,relay" || strings.Join(cfg.KafkaBrokers, ",") != "k1:9092,k2:9092" || cfg.DBMaxConns != 20 || !cfg.MigrateOnStart || cfg.ShutdownTimeout != 15*time.Second {
+	if cfg.HTTPAddr != ":8080" || strings.Join(cfg.Roles, ",") != "command,payment-provider,projector,query,relay,saga" || strings.Join(cfg.KafkaBrokers, ",") != "k1:9092,k2:9092" || cfg.DBMaxConns != 20 || !cfg.MigrateOnStart || cfg.ShutdownTimeout != 15*time.Second {
 		t.Fatalf("defaults = %+v", cfg)
 	}
 	cfg, err = loadConfig("serve", []string{"--http-addr", "127.0.0.1:9", "--roles", "command"}, env(base))
