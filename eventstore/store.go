@@ -376,13 +376,16 @@ func scanEvents(rows pgx.Rows) ([]Event, error) {
 	var out []Event
 	for rows.Next() {
 		var (
-			e    Event
-			meta []byte
+			e          Event
+			data, meta []byte
 		)
+		// Scanned as bytes: PostgreSQL already validated the jsonb, and
+		// json.RawMessage would make pgx validate it again.
 		if err := rows.Scan(&e.Position.Seq, &e.Position.TxID, &e.ID, &e.StreamID, &e.Version, &e.Type,
-			&e.SchemaVersion, &e.Data, &meta, &e.RecordedAt); err != nil {
+			&e.SchemaVersion, &data, &meta, &e.RecordedAt); err != nil {
 			return nil, err
 		}
+		e.Data = data
 		if err := json.Unmarshal(meta, &e.Metadata); err != nil {
 			return nil, fmt.Errorf("metadata of event %s: %w", e.ID, err)
 		}

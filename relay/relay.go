@@ -220,21 +220,44 @@ func (r *Relay) lead(ctx context.Context) error {
 	}
 	r.logger.Info("relay resumes", "after", from.String())
 
-	err = r.tail.Subscribe(leaderCtx, from, r.cfg.BatchSize, func(ctx context.Context, events []eventstore.Event) error {
-		if err := r.publish(ctx, events); err != nil {
-			return err
+	// Reading the next batch overlaps publishing this one: the tail runs
+	// ahead by at most one batch, and only the publisher moves the
+	// checkpoint, in order, after the broker acknowledged.
+	batches := make(chan []eventstore.Event, 1)
+	tailErr := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		tailErr <- r.tail.Subscribe(leaderCtx, from, r.cfg.BatchSize, func(ctx context.Context, events []eventstore.Event) error {
+			select {
+			case batches <- events:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	for events := range batches {
+		if err = r.publish(leaderCtx, events); err != nil {
+			break
 		}
 		last := events[len(events)-1].Position
 		mu.Lock()
-		defer mu.Unlock()
 		// Written on the lock's own connection: a relay that lost the lock
 		// cannot move the checkpoint.
-		if _, err := conn.Exec(ctx, `update relay_checkpoints set tx_id = $2, seq = $3, updated_at = now() where name = $1`,
-			r.cfg.Name, last.TxID, last.Seq); err != nil {
-			return fmt.Errorf("relay: save checkpoint %s: %w", last, err)
+		_, err = conn.Exec(leaderCtx, `update relay_checkpoints set tx_id = $2, seq = $3, updated_at = now() where name = $1`,
+			r.cfg.Name, last.TxID, last.Seq)
+		mu.Unlock()
+		if err != nil {
+			err = fmt.Errorf("relay: save checkpoint %s: %w", last, err)
+			break
 		}
-		return nil
-	})
+	}
+	cancel(nil) // stop the tail if the publisher stopped first
+	for range batches {
+	}
+	if tailE := <-tailErr; err == nil {
+		err = tailE
+	}
 	if cause := context.Cause(leaderCtx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}

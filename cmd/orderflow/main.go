@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -66,12 +67,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return serve(ctx, cfg, newLogger(stdout, cfg.LogLevel))
 	case "migrate":
-		cfg, err := loadConfig("migrate", args[1:], getenv)
-		if err != nil {
+		fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		dbURL := fs.String("database-url", getenv("DATABASE_URL"), "PostgreSQL connection URL ($DATABASE_URL)")
+		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		logger := newLogger(stdout, cfg.LogLevel)
-		v, err := migrations.ApplyURL(ctx, cfg.DatabaseURL)
+		if *dbURL == "" || fs.NArg() > 0 {
+			return errors.New("migrate: DATABASE_URL is required and no arguments are taken")
+		}
+		logger := newLogger(stdout, slog.LevelInfo)
+		v, err := migrations.ApplyURL(ctx, *dbURL)
 		if err != nil {
 			return err
 		}
