@@ -51,7 +51,9 @@ func httpSection(ctx context.Context, log *slog.Logger, cfg config, m machine) (
 	}
 	defer func() { err = errors.Join(err, db.drop(ctx)) }()
 
-	child, err := startOrderflow(ctx, log, bin, db.url, dir)
+	// The command role alone: this section measures the command API and its
+	// appends, not the relay, projections and saga running beside it.
+	child, err := startOrderflow(ctx, log, bin, db.url, dir, "ORDERFLOW_ROLES=command")
 	if err != nil {
 		return "", err
 	}
@@ -166,7 +168,7 @@ type child struct {
 
 // startOrderflow starts `bin serve` on a free local port against databaseURL
 // and returns once GET /readyz answers 200.
-func startOrderflow(ctx context.Context, log *slog.Logger, bin, databaseURL, dir string) (*child, error) {
+func startOrderflow(ctx context.Context, log *slog.Logger, bin, databaseURL, dir string, env ...string) (*child, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -180,7 +182,7 @@ func startOrderflow(ctx context.Context, log *slog.Logger, bin, databaseURL, dir
 	// Not CommandContext: the child is stopped with SIGTERM, never killed
 	// first, so its shutdown is part of what is checked.
 	cmd := exec.Command(bin, "serve")
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+databaseURL, "ORDERFLOW_HTTP_ADDR="+addr)
+	cmd.Env = append(append(os.Environ(), "DATABASE_URL="+databaseURL, "ORDERFLOW_HTTP_ADDR="+addr), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start orderflow: %w", err)
@@ -371,7 +373,7 @@ func renderHTTP(cfg config, m machine, closed, open []*loadRun, settings, notes 
 	b.WriteString(`
 - Load: POST /v1/orders with {"customer_id":"c-<n>","lines":[{"sku":"SKU-1","quantity":1,"unit_price_cents":1999}]};
   only 201s count, anything else is an error and marks the figure INVALID.
-- orderflow: ` + "`orderflow serve`" + ` built from ./cmd/orderflow, run as a child process
+- orderflow: ` + "`orderflow serve`" + ` with ORDERFLOW_ROLES=command, built from ./cmd/orderflow, run as a child process
   with DATABASE_URL on a fresh migrated database; stopped with SIGTERM.
 - Baseline: a net/http handler in the load generator's process that reads the
   body and answers 201 with an OrderAccepted-shaped body: the HTTP stack's limit.

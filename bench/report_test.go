@@ -128,19 +128,30 @@ func TestPercentiles(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
-	ok := config{databaseURL: "postgres://x", out: "B.md", only: "all", duration: 10 * time.Second, warmup: time.Second}
+	ok := config{databaseURL: "postgres://x", out: "B.md", only: "all", duration: 10 * time.Second, warmup: time.Second,
+		kafkaBrokers: []string{"127.0.0.1:9092"}, relayBatch: 1000, relaySweep: []int{500, 1000}, relayEvents: 1_000_000}
 	if err := ok.validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
-	bad := config{only: "nope", duration: 1500 * time.Millisecond, warmup: -time.Second}
+	noKafka := ok
+	noKafka.only, noKafka.kafkaBrokers = "eventstore", nil
+	if err := noKafka.validate(); err != nil {
+		t.Fatalf("a section without Kafka needs no broker: %v", err)
+	}
+	bad := config{only: "nope", duration: 1500 * time.Millisecond, warmup: -time.Second, relaySweep: []int{5, 5, 0}}
 	err := bad.validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"DATABASE_URL", "-out", "-only", "-duration", "-warmup"} {
+	for _, want := range []string{"DATABASE_URL", "-out", "-only", "-duration", "-warmup", "-relay-batch", "-relay-sweep", "-relay-events"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
+	}
+	relayOnly := ok
+	relayOnly.only, relayOnly.kafkaBrokers = "relay", nil
+	if err := relayOnly.validate(); err == nil || !strings.Contains(err.Error(), "KAFKA_BROKERS") {
+		t.Errorf("relay without a broker: error %v, want one naming KAFKA_BROKERS", err)
 	}
 }
 

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// sagaSection measures issue 5's figures: time from POST /v1/orders to
+// OrderConfirmed at 200 and 500 orders/s, and the most sagas completed per
+// second, with every role in one orderflow process.
+func sagaSection(ctx context.Context, log *slog.Logger, cfg config, m machine) (body string, err error) {
+	dir, err := os.MkdirTemp("", "orderflow-bench-saga")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	bin, err := buildOrderflow(ctx, dir)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Saga: order to confirmation\n\n%s\n", m.markdown())
+	t := table{header: []string{"Load", "Orders", "Confirmed", "p50", "p90", "p99", "max", "Sagas/s", "Check"}}
+	var problems []string
+	for _, point := range []struct {
+		name string
+		rate int // 0: saturation, closed loop
+	}{{"200 orders/s", 200}, {"500 orders/s", 500}, {"saturation (64 clients)", 0}} {
+		row, probs, err := sagaPoint(ctx, log, cfg, bin, dir, point.rate)
+		if err != nil {
+			return "", err
+		}
+		t.add(append([]string{point.name}, append(row, validity(probs))...)...)
+		problems = append(problems, probs...)
+	}
+	b.WriteString(t.String() + "\n")
+	b.WriteString(problemList("saga", problems))
+	b.WriteString(`- Latency: from the moment an order was due to be sent (open loop, so a
+  slow system is charged for the orders it delays) to the recorded time of
+  its OrderConfirmed event. The saga crosses the relay and Kafka three times:
+  OrderPlaced → inventory → InventoryReserved → payment (the payment-provider
+  role over HTTP, 20 ms simulated latency) → PaymentCaptured → order.
+- Sagas/s: orders confirmed per second of the measured window; at saturation
+  64 clients post as fast as they are answered.
+- One process runs every role (command, query, relay, projector, saga,
+  payment-provider) on this machine, beside PostgreSQL and the Kafka broker.
+  Check: every order placed was confirmed (stock is ample; the provider
+  declines nothing) and nothing failed.
+`)
+	return b.String(), nil
+}
+
+// sagaPoint runs one load point on a fresh database and topics.
+func sagaPoint(ctx context.Context, log *slog.Logger, cfg config, bin, dir string, rate int) (row, problems []string, err error) {
+	db, err := createDatabase(ctx, cfg.databaseURL, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() { err = errors.Join(err, db.drop(context.WithoutCancel(ctx))) }()
+	c, err := startOrderflow(ctx, log, bin, db.url, dir,
+		"ORDERFLOW_ROLES=all", "KAFKA_BROKERS="+strings.Join(cfg.kafkaBrokers, ","),
+		"ORDERFLOW_KAFKA_TOPIC_PREFIX="+strings.TrimPrefix(db.name, "orderflow_"),
+		"ORDERFLOW_ORDER_DEADLINE=10m", "ORDERFLOW_LOG_LEVEL=warn")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if stopErr := c.stop(); stopErr != nil {
+			problems = append(problems, stopErr.Error())
+		}
+	}()
+	client := newLoadClient(256)
+	post := func(path, body string) (int, []byte, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+path, bytes.NewBufferString(body))
+		if err != nil {
+			return 0, nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		res, err := client.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		return res.StatusCode, b, err
+	}
+	if code, body, err := post("/v1/inventory/SKU-1/stock", `{"quantity":1000000}`); err != nil || code != 200 {
+		return nil, nil, fmt.Errorf("add stock: %d %s %v", code, body, err)
+	}
+
+	var (
+		mu    sync.Mutex
+		sent  = map[string]time.Time{} // order id → when it was due
+		fails errorTally
+	)
+	placeAt := func(due time.Time, n int) {
+		code, body, err := post("/v1/orders", fmt.Sprintf(`{"customer_id":"c-%d","lines":[{"sku":"SKU-1","quantity":1,"unit_price_cents":1999}]}`, n%100))
+		var acc struct {
+			OrderID string `json:"order_id"`
+		}
+		if err == nil && code == 201 {
+			err = json.Unmarshal(body, &acc)
+		} else if err == nil {
+			err = fmt.Errorf("status %d: %s", code, body)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				fails.add(err)
+			}
+			return
+		}
+		mu.Lock()
+		sent[acc.OrderID] = due
+		mu.Unlock()
+	}
+	start := time.Now().Add(cfg.warmup)
+	end := start.Add(cfg.duration)
+	var wg sync.WaitGroup
+	if rate > 0 {
+		interval := time.Second / time.Duration(rate)
+		for i := 0; ; i++ {
+			due := time.Now().Truncate(0)
+			if i > 0 {
+				due = start.Add(-cfg.warmup).Add(time.Duration(i) * interval)
+				if d := time.Until(due); d > 0 {
+					time.Sleep(d)
+				}
+			}
+			if due.After(end) || ctx.Err() != nil {
+				break
+			}
+			wg.Go(func() { placeAt(due, i) })
+		}
+	} else {
+		for w := range 64 {
+			wg.Go(func() {
+				for n := w; time.Now().Before(end) && ctx.Err() == nil; n += 64 {
+					placeAt(time.Now(), n)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	problems = append(problems, fails.problems()...)
+
+	// Wait until every placed order is confirmed, then read the times.
+	pool, err := pgxpool.New(ctx, db.url)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer pool.Close()
+	deadline := time.Now().Add(3 * time.Minute)
+	var confirmed int
+	for time.Now().Before(deadline) {
+		if err := pool.QueryRow(ctx, `select count(*) from events where type = 'OrderConfirmed'`).Scan(&confirmed); err == nil && confirmed >= len(sent) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if confirmed < len(sent) {
+		problems = append(problems, fmt.Sprintf("only %d of %d orders confirmed within 3 minutes", confirmed, len(sent)))
+	}
+	rows, err := pool.Query(ctx, `select substr(stream_id, 7), recorded_at from events where type = 'OrderConfirmed'`)
+	if err != nil {
+		return nil, nil, err
+	}
+	var lat []time.Duration
+	inWindow := 0
+	for rows.Next() {
+		var id string
+		var at time.Time
+		if err := rows.Scan(&id, &at); err != nil {
+			rows.Close()
+			return nil, nil, err
+		}
+		due, ok := sent[id]
+		if !ok || due.Before(start) { // warm-up orders do not count
+			continue
+		}
+		lat = append(lat, at.Sub(due))
+		if !at.After(end) {
+			inWindow++
+		}
+	}
+	rows.Close()
+	l := summarise(lat)
+	measured := 0
+	for _, due := range sent {
+		if !due.Before(start) {
+			measured++
+		}
+	}
+	return []string{fmt.Sprint(measured), fmt.Sprint(len(lat)), ms(l.pct(50)), ms(l.pct(90)), ms(l.pct(99)), ms(l.max()),
+		perSecond(float64(inWindow) / cfg.duration.Seconds())}, problems, nil
+}
