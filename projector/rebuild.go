@@ -59,7 +59,7 @@ func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress f
 			break // nearly caught up: the rest is applied under the swap's lock
 		}
 		if err := pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
-			if err := en.applyChunk(ctx, tx, p, events); err != nil {
+			if err := en.applyChunk(ctx, tx, p, events, false); err != nil {
 				return err
 			}
 			last := events[len(events)-1].Position
@@ -135,10 +135,13 @@ func (en *Engine) startRebuild(ctx context.Context, p Projection) (eventstore.Po
 	return pos, read, nil
 }
 
-// applyChunk applies the events p wants to its shadow tables and moves the
-// shadow checkpoints. The log yields each stream in version order with no
-// repeats, so no per-event checkpoint check is needed.
-func (en *Engine) applyChunk(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.Event) error {
+// applyChunk applies the events p wants to its shadow tables, and with
+// checkpoints set moves their shadow checkpoints. The log yields each stream
+// in version order with no repeats, so no per-event checkpoint check is
+// needed; the replay leaves checkpoints to the swap, which derives them from
+// the log in one statement (writing a million of them a chunk at a time
+// cost more than the views themselves).
+func (en *Engine) applyChunk(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.Event, checkpoints bool) error {
 	var (
 		wanted   []Event
 		streams  []string
@@ -167,6 +170,9 @@ func (en *Engine) applyChunk(ctx context.Context, tx pgx.Tx, p Projection, event
 	if err := p.ApplyBatch(ctx, tx, Shadow, wanted); err != nil {
 		return err
 	}
+	if !checkpoints {
+		return nil
+	}
 	_, err := tx.Exec(ctx, `insert into projection_checkpoints (projection, stream_id, version)
 		select $1, * from unnest($2::text[], $3::bigint[])
 		on conflict (projection, stream_id) do update set version = excluded.version`,
@@ -189,11 +195,22 @@ func (en *Engine) swap(ctx context.Context, p Projection, log Log, pos eventstor
 			if len(events) == 0 {
 				break
 			}
-			if err := en.applyChunk(ctx, tx, p, events); err != nil {
+			if err := en.applyChunk(ctx, tx, p, events, false); err != nil {
 				return err
 			}
 			pos = events[len(events)-1].Position
 			pr.Read += int64(len(events))
+		}
+		// The shadow checkpoints: each stream's last version up to where
+		// the replay stopped. Nothing before pos can still commit (the replay
+		// read only below the snapshot horizon), so the log is final there.
+		if _, err := tx.Exec(ctx, `insert into projection_checkpoints (projection, stream_id, version)
+			select $1, stream_id, max(version) from events
+			where stream_id like any($2::text[]) and (tx_id, seq) <= ($3, $4)
+			group by stream_id
+			on conflict (projection, stream_id) do update set version = excluded.version`,
+			checkpointName(p, Shadow), likePrefixes(p.Prefixes()), pos.TxID, pos.Seq); err != nil {
+			return err
 		}
 		// The live projection may have applied events that committed after
 		// the last read (their transactions were still open then): carry
@@ -227,7 +244,7 @@ func (en *Engine) swap(ctx context.Context, p Projection, log Log, pos eventstor
 			if err != nil {
 				return err
 			}
-			if err := en.applyChunk(ctx, tx, p, missing); err != nil {
+			if err := en.applyChunk(ctx, tx, p, missing, true); err != nil {
 				return err
 			}
 		}

@@ -79,7 +79,7 @@ func sagaOnce(ctx context.Context, cfg Config, participants *saga.Participants, 
 		return err
 	}
 	for _, reaction := range participants.Reactions() {
-		sub, err := kafkapubsub.NewSubscriber(kafkapubsub.SubscriberConfig{Brokers: cfg.KafkaBrokers, ConsumerGroup: "orderflow.saga." + reaction.Name}, wlog)
+		sub, err := kafkapubsub.NewSubscriber(kafkapubsub.SubscriberConfig{Brokers: cfg.KafkaBrokers, CommitInterval: consumerCommitInterval, ConsumerGroup: "orderflow.saga." + reaction.Name}, wlog)
 		if err != nil {
 			return err
 		}
