@@ -213,7 +213,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			if err != nil {
 				return err
 			}
-			background.Go(func() { runSaga(bgCtx, cfg, participants, logger) })
+			background.Go(func() {
+				supervise(bgCtx, "saga", func(ctx context.Context) error { return sagaReactions(ctx, cfg, participants, logger) }, logger)
+			})
 			background.Go(func() { participants.RunDeadlines(bgCtx, cfg.DeadlineInterval) })
 		case "projector":
 			engine, err := projector.NewEngine(pool, store, projector.EngineConfig{}, logger)
@@ -223,7 +225,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			if err := registerAll(reg, engine.Collectors()...); err != nil {
 				return err
 			}
-			background.Go(func() { runProjector(bgCtx, cfg, engine, store, logger) })
+			background.Go(func() {
+				supervise(bgCtx, "projector", func(ctx context.Context) error { return project(ctx, cfg, engine, store, logger) }, logger)
+			})
 			admin, err := projector.NewAdmin(engine, store, logger)
 			if err != nil {
 				return err
