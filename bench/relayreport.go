@@ -23,7 +23,7 @@ func renderRelay(cfg config, m machine, b backlog, backlogProblems []string, run
 	problems.WriteString(problemList("backlog", backlogProblems))
 
 	s.WriteString("### Catch-up: draining the backlog\n\n")
-	t := table{header: []string{"Batch", "Relay events/s", "Raw producer msgs/s", "Relay/raw", "Relay time", "Raw time", "Duplicates", "Check"}}
+	t := table{header: []string{"Batch", "Relay events/s", "Raw producer msgs/s", "Relay/raw", "Relay time", "Raw time", "Other work relay / raw", "Duplicates", "Check"}}
 	var lead, fastest *relayCatchUp
 	for i, r := range runs {
 		all := append(append([]string{}, backlogProblems...), r.Relay.Problems...)
@@ -33,7 +33,8 @@ func renderRelay(cfg config, m machine, b backlog, backlogProblems []string, run
 			batch = "**" + batch + "** (-relay-batch)"
 		}
 		t.add(batch, perSecond(r.Relay.Rate()), perSecond(r.Raw.Rate()), ratio(r.Relay.Rate(), r.Raw.Rate()),
-			secs(r.Relay.Took), secs(r.Raw.Took), fmt.Sprint(r.Relay.Duplicates), validity(all))
+			secs(r.Relay.Took), secs(r.Raw.Took), otherWork(r.Relay.CPU, r.Relay.Took)+" / "+otherWork(r.Raw.CPU, r.Raw.Took),
+			fmt.Sprint(r.Relay.Duplicates), validity(all))
 		problems.WriteString(problemList(fmt.Sprintf("relay, batch %d", r.Relay.Batch), r.Relay.Problems))
 		problems.WriteString(problemList(fmt.Sprintf("raw producer, batch %d", r.Raw.Batch), r.Raw.Problems))
 		if len(all) > 0 {
@@ -63,7 +64,7 @@ func renderRelay(cfg config, m machine, b backlog, backlogProblems []string, run
 
 	s.WriteString("\n#### Where the relay's time and CPU go\n\n")
 	t = table{header: []string{"Batch", "Batches", "Read (ReadAll)", "Write (WriteMessages)", "Checkpoint (UPDATE)", "Handover (callback)", "Publisher's other time",
-		"Relay CPU/event: bench, PostgreSQL, Kafka, machine", "Raw CPU/msg: bench, Kafka, machine", "Other CPU relay / raw", "Go GCs relay / raw"}}
+		"Relay CPU/event: bench, PostgreSQL, Kafka, machine", "Raw CPU/msg: bench, Kafka, machine", "Go GCs relay / raw"}}
 	for _, r := range runs {
 		p := r.Relay.Phases
 		n := int64(len(p.Sizes))
@@ -78,7 +79,6 @@ func renderRelay(cfg config, m machine, b backlog, backlogProblems []string, run
 			phase(sum(p.Checkpoint), int64(len(p.Checkpoint))), phase(sum(p.Handover), int64(len(p.Handover))), phase(other, n),
 			fmt.Sprintf("%s, %s, %s, %s", us(rc.Bench), us(rc.Postgres), us(rc.Kafka), us(rc.Machine)),
 			fmt.Sprintf("%s, %s, %s", us(wc.Bench), us(wc.Kafka), us(wc.Machine)),
-			fmt.Sprintf("%s / %s", secs(r.Relay.CPU.other()), secs(r.Raw.CPU.other())),
 			fmt.Sprintf("%d / %d", r.Relay.GCs, r.Raw.GCs))
 	}
 	s.WriteString(t.String())
@@ -105,10 +105,10 @@ func renderRelay(cfg config, m machine, b backlog, backlogProblems []string, run
 	}
 	s.WriteString(t.String())
 	p99 := lat.Received.pct(0.99)
-	fmt.Fprintf(&s, "\nThe p99 target of %s is %s (%s). Relay CPU in the measured window: bench %s, PostgreSQL %s, Kafka %s, machine %s per event.\n",
+	pe := lat.CPU.perEvent(lat.Measured)
+	fmt.Fprintf(&s, "\nThe p99 target of %s is %s (%s). CPU in the measured window per event: bench (generator, store, relay, consumers) %s, PostgreSQL %s, Kafka %s, machine %s; other work %s.\n",
 		targetLatencyP99, metOrMissed(len(lat.Problems) == 0 && p99 > 0 && p99 <= targetLatencyP99), ms(p99),
-		us(lat.CPU.perEvent(lat.Measured).Bench), us(lat.CPU.perEvent(lat.Measured).Postgres),
-		us(lat.CPU.perEvent(lat.Measured).Kafka), us(lat.CPU.perEvent(lat.Measured).Machine))
+		us(pe.Bench), us(pe.Postgres), us(pe.Kafka), us(pe.Machine), otherWork(lat.CPU, lat.Duration))
 	problems.WriteString(problemList(fmt.Sprintf("latency at %d/s", lat.Rate), lat.Problems))
 
 	if problems.Len() > 0 {
@@ -147,10 +147,10 @@ func renderRelay(cfg config, m machine, b backlog, backlogProblems []string, run
   that overlap add up to more than 100%.
   CPU/event: CPU time over the run, per event, of this process (the relay, or the raw producer), of the
   PostgreSQL processes serving the run's database (its backends and the shared WAL writer, checkpointer …),
-  of the Kafka broker's JVM and of the whole machine (/proc). Other CPU: the machine's busy time that none of
-  these account for (the kernel's work for them, and anything else running; a large figure means the point
-  shared the machine). ` + "`-relay-cpuprofile=PREFIX`" + `
-  writes a Go CPU profile of each run.
+  of the Kafka broker's JVM and of the whole machine (/proc). Other work: the machine's busy time that none
+  of these account for, in cores kept busy on average: the kernel's work for them, and anything else that
+  ran meanwhile. From 0.25 cores on the point shared the machine and its figures are skewed (marked shared).
+  ` + "`-relay-cpuprofile=PREFIX`" + ` writes a Go CPU profile of each run.
 - Latency: the relay as ` + "`orderflow serve`" + ` builds it by default (pool of 20, 2 append workers unless
   ORDERFLOW_APPEND_WORKERS says otherwise, breaker 5 failures / 5s) on a fresh database and fresh topics;
   an open-loop generator calls ` + "`Store.Append`" + ` with one event on one of 1,000 streams every 0.5 ms whatever
@@ -163,6 +163,24 @@ func renderRelay(cfg config, m machine, b backlog, backlogProblems []string, run
   point the machine must be quiet (under 15% busy for a second, waiting at most 10s).
 `)
 	return s.String()
+}
+
+// busyOther is how much other work, in cores kept busy on average, marks a
+// point as shared: a quiet point shows only the kernel's share, well below.
+const busyOther = 0.25
+
+// otherWork formats the CPU that none of the measured parts account for, as
+// cores kept busy on average over d, flagged when the point shared the
+// machine.
+func otherWork(c cpuSplit, d time.Duration) string {
+	if d <= 0 {
+		return "–"
+	}
+	cores := c.other().Seconds() / d.Seconds()
+	if cores >= busyOther {
+		return fmt.Sprintf("**%.2f cores (shared)**", cores)
+	}
+	return fmt.Sprintf("%.2f cores", cores)
 }
 
 // secs formats a duration in seconds.

@@ -202,6 +202,6 @@ func sagaPoint(ctx context.Context, log *slog.Logger, cfg config, bin, dir strin
 			measured++
 		}
 	}
-	return []string{fmt.Sprint(measured), fmt.Sprint(len(lat)), ms(l.pct(50)), ms(l.pct(90)), ms(l.pct(99)), ms(l.max()),
+	return []string{fmt.Sprint(measured), fmt.Sprint(len(lat)), ms(l.pct(0.50)), ms(l.pct(0.90)), ms(l.pct(0.99)), ms(l.max()),
 		perSecond(float64(inWindow) / cfg.duration.Seconds())}, problems, nil
 }

@@ -119,12 +119,15 @@ func Message(e eventstore.Event, source, prefix string) kafka.Message {
 // attempts of its own so the circuit breaker sees failures promptly.
 func NewWriter(brokers []string, batchSize int) *kafka.Writer {
 	return &kafka.Writer{
-		Addr:                   kafka.TCP(brokers...),
-		Balancer:               &kafka.Murmur2Balancer{},
-		RequiredAcks:           kafka.RequireAll,
-		BatchSize:              max(batchSize, 1),
-		BatchBytes:             1_000_000, // under the broker's default message.max.bytes
-		BatchTimeout:           time.Millisecond,
+		Addr:         kafka.TCP(brokers...),
+		Balancer:     &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll,
+		BatchSize:    max(batchSize, 1),
+		BatchBytes:   1_000_000, // under the broker's default message.max.bytes
+		// kafka-go queues all of one call's messages for a partition before
+		// this timer can fire, so a tiny timeout splits nothing and saves
+		// the wait a 1ms timer adds to every batch.
+		BatchTimeout:           10 * time.Microsecond,
 		MaxAttempts:            2,
 		WriteBackoffMin:        50 * time.Millisecond,
 		WriteBackoffMax:        500 * time.Millisecond,

@@ -220,16 +220,27 @@ func (r *Relay) lead(ctx context.Context) error {
 	}
 	r.logger.Info("relay resumes", "after", from.String())
 
-	// Reading the next batch overlaps publishing this one: the tail runs
-	// ahead by at most one batch, and only the publisher moves the
-	// checkpoint, in order, after the broker acknowledged.
+	// While catching up, reading the next batch overlaps publishing this
+	// one: the tail runs ahead by at most one batch. Once caught up (a batch
+	// smaller than BatchSize), the tail waits for the publisher, so events
+	// are not held behind a queue of tiny batches. Only the publisher moves
+	// the checkpoint, in order, after the broker acknowledged.
 	batches := make(chan []eventstore.Event, 1)
+	published := make(chan struct{}, 1)
 	tailErr := make(chan error, 1)
 	go func() {
 		defer close(batches)
 		tailErr <- r.tail.Subscribe(leaderCtx, from, r.cfg.BatchSize, func(ctx context.Context, events []eventstore.Event) error {
 			select {
 			case batches <- events:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if len(events) == r.cfg.BatchSize {
+				return nil // a backlog: read the next batch now
+			}
+			select {
+			case <-published:
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
@@ -237,7 +248,11 @@ func (r *Relay) lead(ctx context.Context) error {
 		})
 	}()
 	for events := range batches {
-		if err = r.publish(leaderCtx, events); err != nil {
+		err = r.publish(leaderCtx, events)
+		if len(events) < r.cfg.BatchSize {
+			published <- struct{}{} // the tail waits for this one
+		}
+		if err != nil {
 			break
 		}
 		last := events[len(events)-1].Position
