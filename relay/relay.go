@@ -189,10 +189,26 @@ func (r *Relay) lead(ctx context.Context) error {
 	r.leader.Store(true)
 	r.logger.Info("relay is the leader")
 
-	var mu sync.Mutex // the lock connection is not safe for concurrent use
+	if _, err := conn.Exec(ctx, `insert into relay_checkpoints (name) values ($1) on conflict do nothing`, r.cfg.Name); err != nil {
+		return fmt.Errorf("relay: checkpoint: %w", err)
+	}
+	var from eventstore.Position
+	if err := conn.QueryRow(ctx, `select tx_id, seq from relay_checkpoints where name = $1`, r.cfg.Name).Scan(&from.TxID, &from.Seq); err != nil {
+		return fmt.Errorf("relay: checkpoint: %w", err)
+	}
+	r.logger.Info("relay resumes", "after", from.String())
+
+	// From here a pinger shares the lock's connection, which is not safe
+	// for concurrent use: every use takes mu, and the pinger has ended
+	// before the connection closes (deferred calls run last-in first-out).
+	var (
+		mu      sync.Mutex
+		pingers sync.WaitGroup
+	)
+	defer pingers.Wait()
 	leaderCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	go func() { // notice a lost connection (and so a lost lock) promptly
+	pingers.Go(func() { // notice a lost connection (and so a lost lock) promptly
 		t := time.NewTicker(r.cfg.LeaderPoll)
 		defer t.Stop()
 		for {
@@ -209,16 +225,7 @@ func (r *Relay) lead(ctx context.Context) error {
 				return
 			}
 		}
-	}()
-
-	if _, err := conn.Exec(ctx, `insert into relay_checkpoints (name) values ($1) on conflict do nothing`, r.cfg.Name); err != nil {
-		return fmt.Errorf("relay: checkpoint: %w", err)
-	}
-	var from eventstore.Position
-	if err := conn.QueryRow(ctx, `select tx_id, seq from relay_checkpoints where name = $1`, r.cfg.Name).Scan(&from.TxID, &from.Seq); err != nil {
-		return fmt.Errorf("relay: checkpoint: %w", err)
-	}
-	r.logger.Info("relay resumes", "after", from.String())
+	})
 
 	// While catching up, reading the next batch overlaps publishing this
 	// one: the tail runs ahead by at most one batch. Once caught up (a batch
