@@ -93,7 +93,7 @@ if [ "$(psql_admin -d postgres -c "select 1 from pg_roles where rolname = 'order
 fi
 # Tests drop their databases WITH (FORCE), which must be allowed to end
 # connections still open in them.
-psql_admin -d postgres -c "grant pg_signal_backend to orderflow" >/dev/null
+PGOPTIONS="-c client_min_messages=warning" psql_admin -d postgres -c "grant pg_signal_backend to orderflow" >/dev/null
 if [ "$(psql_admin -d postgres -c "select 1 from pg_database where datname = 'orderflow'")" != 1 ]; then
   psql_admin -d postgres -c "create database orderflow owner orderflow"
 fi
