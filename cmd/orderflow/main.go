@@ -3,6 +3,7 @@
 //	orderflow serve    run the roles chosen by --roles (default all) until SIGTERM
 //	orderflow migrate  apply the database migrations and exit
 //	orderflow projections status | rebuild NAME... | rebuild --all
+//	orderflow token --sub ID [--role customer|admin]  (needs ORDERFLOW_JWT_SECRET)
 package main
 
 import (
@@ -40,6 +41,10 @@ const usage = `usage: orderflow <command> [flags]
 commands:
   serve     run the roles chosen by --roles (default: all) until SIGTERM
   migrate   apply the database migrations and exit
+  projections status | rebuild NAME... | rebuild --all
+            each projection's position, lag and parked streams, or a rebuild
+            from the event store without downtime
+  token     mint a development bearer token for the gateway (--sub, --role)
 
 Run "orderflow <command> -h" for the flags of a command; each flag also reads
 the environment variable named in its help.
@@ -85,6 +90,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	case "projections":
 		return projections(ctx, args[1:], getenv, stdout, stderr)
+	case "token":
+		return token(args[1:], getenv, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
