@@ -41,19 +41,8 @@ func (a *API) getStock(w http.ResponseWriter, r *http.Request) {
 	load := func(ctx context.Context) (*projector.StockView, error) {
 		return projector.LoadStock(ctx, a.pool, projector.Live, sku)
 	}
-	row, behind, err := awaitVersion(r.Context(), a, want, load, func(s *projector.StockView) int64 { return s.Version })
-	switch {
-	case err != nil:
-		a.fail(w, r, err)
-	case behind:
-		var have int64
-		if row != nil {
-			have = row.Version
-		}
-		a.viewBehind(w, r, "SKU "+string(sku), want, have)
-	case row == nil:
-		a.fail(w, r, notFound("SKU "+string(sku)))
-	default:
+	row, ok := readView(w, r, a, "SKU "+string(sku), want, load, func(s *projector.StockView) int64 { return s.Version })
+	if ok {
 		a.respond(w, r, `W/"sku-`+string(sku)+"-v"+itoa(row.Version)+`"`, stockFromView(row))
 	}
 }

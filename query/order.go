@@ -55,19 +55,8 @@ func (a *API) getOrder(w http.ResponseWriter, r *http.Request) {
 	load := func(ctx context.Context) (*projector.OrderView, error) {
 		return projector.LoadOrder(ctx, a.pool, projector.Live, id)
 	}
-	row, behind, err := awaitVersion(r.Context(), a, want, load, func(o *projector.OrderView) int64 { return o.Version })
-	switch {
-	case err != nil:
-		a.fail(w, r, err)
-	case behind:
-		var have int64
-		if row != nil {
-			have = row.Version
-		}
-		a.viewBehind(w, r, "order "+id.String(), want, have)
-	case row == nil:
-		a.fail(w, r, notFound("order "+id.String()))
-	default:
+	row, ok := readView(w, r, a, "order "+id.String(), want, load, func(o *projector.OrderView) int64 { return o.Version })
+	if ok {
 		a.respond(w, r, `W/"order-`+id.String()+"-v"+itoa(row.Version)+`"`, orderFromView(row))
 	}
 }

@@ -84,16 +84,9 @@ func (a *API) getSaga(w http.ResponseWriter, r *http.Request) {
 		return projector.LoadSaga(ctx, a.pool, projector.Live, id)
 	}
 	// min_version is a version of the order stream: the one commands return.
-	row, behind, err := awaitVersion(r.Context(), a, want, load, func(s *projector.SagaView) int64 { return s.VersionOrder })
+	row, ok := readView(w, r, a, "order "+id.String(), want, load, func(s *projector.SagaView) int64 { return s.VersionOrder })
 	switch {
-	case err != nil:
-		a.fail(w, r, err)
-	case behind:
-		var have int64
-		if row != nil {
-			have = row.VersionOrder
-		}
-		a.viewBehind(w, r, "order "+id.String(), want, have)
+	case !ok:
 	case !row.Placed():
 		// Steps of the reservation or payment stream may be applied before
 		// the OrderPlaced that caused them: no saga to show until it is.

@@ -76,3 +76,27 @@ func (a *API) viewBehind(w http.ResponseWriter, r *http.Request, what string, wa
 	a.fail(w, r, &httpapi.RequestError{Status: http.StatusPreconditionFailed, Slug: "view-behind",
 		Title: "The read view has not caught up", Detail: detail})
 }
+
+// readView loads a view row, waiting for version want of its stream as
+// awaitVersion does, and answers every outcome but success itself: an
+// error, a 412 when the view stayed behind, a 404 when there is no row. It
+// returns the row and true only when the caller should answer with it.
+func readView[T any](w http.ResponseWriter, r *http.Request, a *API, what string, want int64,
+	load func(context.Context) (*T, error), version func(*T) int64) (*T, bool) {
+	row, behind, err := awaitVersion(r.Context(), a, want, load, version)
+	switch {
+	case err != nil:
+		a.fail(w, r, err)
+	case behind:
+		var have int64
+		if row != nil {
+			have = version(row)
+		}
+		a.viewBehind(w, r, what, want, have)
+	case row == nil:
+		a.fail(w, r, notFound(what))
+	default:
+		return row, true
+	}
+	return nil, false
+}
