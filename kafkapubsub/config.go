@@ -120,6 +120,13 @@ type SubscriberConfig struct {
 	// NackResendSleep is the pause before a nacked message is delivered again;
 	// default DefaultNackResendSleep.
 	NackResendSleep time.Duration
+	// MaxInFlight is how many messages of a subscription may be out at once,
+	// delivered and not yet acked; default 1 (one at a time, in offset order).
+	// Above 1, messages with different keys are handled concurrently while
+	// messages with the same key (keyless ones: the same partition) still
+	// come one at a time in offset order, and a partition's offset is
+	// committed only up to its first message not yet acked.
+	MaxInFlight int
 	// Unmarshaler turns Kafka messages into watermill messages; default DefaultMarshaler.
 	Unmarshaler Unmarshaler
 }
@@ -146,6 +153,9 @@ func (c *SubscriberConfig) setDefaults() {
 	}
 	if c.NackResendSleep == 0 {
 		c.NackResendSleep = DefaultNackResendSleep
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 1
 	}
 	if c.Unmarshaler == nil {
 		c.Unmarshaler = DefaultMarshaler{}
@@ -186,6 +196,9 @@ func (c SubscriberConfig) Validate() error {
 	}
 	if c.HeartbeatInterval > 0 && c.SessionTimeout > 0 && c.HeartbeatInterval >= c.SessionTimeout {
 		errs = append(errs, fmt.Errorf("HeartbeatInterval %s must be shorter than SessionTimeout %s", c.HeartbeatInterval, c.SessionTimeout))
+	}
+	if c.MaxInFlight < 0 {
+		errs = append(errs, fmt.Errorf("MaxInFlight %d is negative", c.MaxInFlight))
 	}
 	if c.InitializeTopicPartitions < 0 {
 		errs = append(errs, fmt.Errorf("InitializeTopicPartitions %d is negative", c.InitializeTopicPartitions))

@@ -111,11 +111,17 @@ func MustPublisher(tb testing.TB, brokers []string) *kafkapubsub.Publisher {
 // MustSubscriber returns a Subscriber in group, closed when the test ends.
 func MustSubscriber(tb testing.TB, brokers []string, group string) *kafkapubsub.Subscriber {
 	tb.Helper()
-	sub, err := kafkapubsub.NewSubscriber(kafkapubsub.SubscriberConfig{
-		Brokers:         brokers,
-		ConsumerGroup:   group,
-		NackResendSleep: 10 * time.Millisecond,
-	}, testLogger())
+	return mustSubscriberWith(tb, kafkapubsub.SubscriberConfig{Brokers: brokers, ConsumerGroup: group})
+}
+
+// mustSubscriberWith returns a Subscriber for config (a short
+// NackResendSleep unless it sets one), closed when the test ends.
+func mustSubscriberWith(tb testing.TB, config kafkapubsub.SubscriberConfig) *kafkapubsub.Subscriber {
+	tb.Helper()
+	if config.NackResendSleep == 0 {
+		config.NackResendSleep = 10 * time.Millisecond
+	}
+	sub, err := kafkapubsub.NewSubscriber(config, testLogger())
 	if err != nil {
 		tb.Fatalf("new subscriber: %v", err)
 	}

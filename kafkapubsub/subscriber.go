@@ -88,11 +88,13 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 // ErrSubscriberClosed after Close. If topic does not exist yet, the
 // subscription waits for it to be created.
 //
-// Messages of a partition come one at a time in offset order: the next one
-// is sent only after the previous one was acked, and an ack commits its
-// offset. A nacked message is sent again (as a fresh copy) after
-// NackResendSleep and nothing past it is committed; a message still unacked
-// when the subscription ends is not committed either.
+// With MaxInFlight 1 (the default) messages come one at a time in offset
+// order: the next one is sent only after the previous one was acked, and an
+// ack commits its offset. With more, messages of different keys come
+// concurrently and those of one key one at a time in offset order. A nacked
+// message is sent again (as a fresh copy) after NackResendSleep and nothing
+// past it is committed; a message still unacked when the subscription ends
+// is not committed either.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	if topic == "" {
 		return nil, errors.New("kafkapubsub: subscribe: empty topic")
@@ -190,13 +192,83 @@ func (s *Subscriber) waitForTopic(ctx context.Context, topic string, logger wate
 	}
 }
 
-// consume delivers the reader's messages to out until ctx ends.
+// consume delivers the reader's messages to out until ctx ends, keeping up to
+// MaxInFlight of them out at once (see SubscriberConfig.MaxInFlight).
 func (s *Subscriber) consume(ctx context.Context, reader *kafka.Reader, out chan<- *message.Message, logger watermill.LoggerAdapter) {
+	slots := make(chan struct{}, s.config.MaxInFlight) // one per message between fetch and ack
+	fetched := make(chan kafka.Message)
+	fetcherDone := make(chan struct{})
+	go func() {
+		defer close(fetcherDone)
+		s.fetch(ctx, reader, slots, fetched, logger)
+	}()
+
+	var (
+		w          = newWindow()
+		acked      = make(chan kafka.Message)
+		deliveries sync.WaitGroup
+	)
+	start := func(km kafka.Message) {
+		deliveries.Add(1)
+		go func() {
+			defer deliveries.Done()
+			if s.deliver(ctx, km, out, logger) {
+				acked <- km // the loops below receive until every delivery ended
+			}
+		}()
+	}
+	ack := func(km kafka.Message) *kafka.Message {
+		next, commit := w.done(km)
+		if commit != nil {
+			s.commit(ctx, reader, *commit, logger)
+		}
+		return next
+	}
+	for ctx.Err() == nil {
+		select {
+		case km := <-fetched:
+			if w.add(km) {
+				start(km)
+			}
+		case km := <-acked:
+			next := ack(km)
+			<-slots
+			if next != nil {
+				start(*next)
+			}
+		case <-ctx.Done():
+		}
+	}
+	// Record the acks that raced the end; deliver nothing more.
+	allDone := make(chan struct{})
+	go func() {
+		deliveries.Wait()
+		close(allDone)
+	}()
 	for {
+		select {
+		case km := <-acked:
+			ack(km)
+		case <-allDone:
+			<-fetcherDone
+			return
+		}
+	}
+}
+
+// fetch sends the reader's messages to fetched, each once it holds a slot,
+// until ctx ends.
+func (s *Subscriber) fetch(ctx context.Context, reader *kafka.Reader, slots chan<- struct{}, fetched chan<- kafka.Message, logger watermill.LoggerAdapter) {
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		// FetchMessage, never ReadMessage: ReadMessage commits on fetch,
 		// before the message was processed.
 		km, err := reader.FetchMessage(ctx)
-		if err != nil {
+		for err != nil {
 			if ctx.Err() != nil || errors.Is(err, io.EOF) {
 				return
 			}
@@ -204,17 +276,18 @@ func (s *Subscriber) consume(ctx context.Context, reader *kafka.Reader, out chan
 			if !sleep(ctx, fetchErrorBackoff) {
 				return
 			}
-			continue
+			km, err = reader.FetchMessage(ctx)
 		}
-		if !s.deliver(ctx, reader, km, out, logger) {
+		select {
+		case fetched <- km:
+		case <-ctx.Done():
 			return
 		}
 	}
 }
 
-// deliver sends km until it is acked, then commits it; it returns false when
-// ctx ended first, leaving km uncommitted.
-func (s *Subscriber) deliver(ctx context.Context, reader *kafka.Reader, km kafka.Message, out chan<- *message.Message, logger watermill.LoggerAdapter) bool {
+// deliver sends km until it is acked; it returns false when ctx ended first.
+func (s *Subscriber) deliver(ctx context.Context, km kafka.Message, out chan<- *message.Message, logger watermill.LoggerAdapter) bool {
 	fields := watermill.LogFields{"partition": km.Partition, "offset": km.Offset}
 	for {
 		msg, err := s.config.Unmarshaler.Unmarshal(km)
@@ -239,7 +312,6 @@ func (s *Subscriber) deliver(ctx context.Context, reader *kafka.Reader, km kafka
 		select {
 		case <-msg.Acked():
 			cancelMsg()
-			s.commit(ctx, reader, km, logger, fields)
 			return true
 		case <-msg.Nacked():
 			cancelMsg()
@@ -257,11 +329,12 @@ func (s *Subscriber) deliver(ctx context.Context, reader *kafka.Reader, km kafka
 // commit commits km's offset (and so everything before it in its partition).
 // It outlives ctx, so an ack that races Close is still recorded; a failed
 // commit only means km may be delivered again.
-func (s *Subscriber) commit(ctx context.Context, reader *kafka.Reader, km kafka.Message, logger watermill.LoggerAdapter, fields watermill.LogFields) {
+func (s *Subscriber) commit(ctx context.Context, reader *kafka.Reader, km kafka.Message, logger watermill.LoggerAdapter) {
 	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	if err := reader.CommitMessages(commitCtx, km); err != nil {
-		logger.Error("Committing an acked message failed; it may be delivered again", err, fields)
+		logger.Error("Committing acked messages failed; they may be delivered again", err,
+			watermill.LogFields{"partition": km.Partition, "offset": km.Offset})
 	}
 }
 

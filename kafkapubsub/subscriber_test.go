@@ -133,6 +133,100 @@ func TestSubscriberNeverCommitsPastUnacked(t *testing.T) {
 	})
 }
 
+// TestSubscriberInFlight runs a subscription with MaxInFlight 3 over one
+// partition holding keys a b a c d: messages of different keys are out at
+// once, the second "a" waits for the first one's ack, and the committed
+// offset never passes an unacked message however the acks are ordered.
+func TestSubscriberInFlight(t *testing.T) {
+	t.Parallel()
+	brokers := MustBrokers(t)
+	topic := MustTopic(t, brokers, 1)
+	group := "kafkapubsub-test-inflight-" + watermill.NewShortUUID()
+	const wait = 30 * time.Second
+
+	keys := []string{"a", "b", "a", "c", "d"}
+	var published []*message.Message
+	for i, k := range keys {
+		m := message.NewMessage(watermill.NewUUID(), fmt.Appendf(nil, "m%d", i))
+		m.Metadata.Set(kafkapubsub.PartitionKeyMetadataKey, k)
+		published = append(published, m)
+	}
+	if err := MustPublisher(t, brokers).Publish(topic, published...); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	sub := mustSubscriberWith(t, kafkapubsub.SubscriberConfig{Brokers: brokers, ConsumerGroup: group, MaxInFlight: 3})
+	msgs, err := sub.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	index := func(msg *message.Message) int {
+		for i, p := range published {
+			if p.UUID == msg.UUID {
+				return i
+			}
+		}
+		t.Fatalf("received a message that was not published: %s", msg.UUID)
+		return -1
+	}
+	held := map[int]*message.Message{}
+	receive := func(want int) {
+		t.Helper()
+		msg := mustReceive(t, msgs, wait)
+		if got := index(msg); got != want {
+			t.Fatalf("received m%d, want m%d", got, want)
+		}
+		held[want] = msg
+	}
+	receiveSet := func(want ...int) {
+		t.Helper()
+		for range want {
+			msg := mustReceive(t, msgs, wait)
+			held[index(msg)] = msg
+		}
+		for _, i := range want {
+			if held[i] == nil {
+				t.Fatalf("received %d messages without m%d", len(want), i)
+			}
+		}
+	}
+	expectNothing := func(what string) {
+		t.Helper()
+		select {
+		case msg := <-msgs:
+			t.Fatalf("%s: received m%d", what, index(msg))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	expectCommitted := func(want int64) {
+		t.Helper()
+		waitFor(t, wait, fmt.Sprintf("committed offset %d", want), func() bool {
+			return committedOffset(t, brokers, group, topic) == want
+		})
+	}
+
+	// Three slots: m0 (a) and m1 (b) go out; m2 (a) holds the third slot
+	// waiting for m0, so m3 is not fetched yet.
+	receiveSet(0, 1)
+	expectNothing("m2 must wait for m0, and no slot is free for m3")
+	held[1].Ack() // frees a slot: m3 (c) goes out
+	receive(3)
+	held[3].Ack() // frees another: m4 (d) goes out
+	receive(4)
+	if got := committedOffset(t, brokers, group, topic); got != -1 {
+		t.Fatalf("committed offset = %d while m0 is unacked, want nothing committed", got)
+	}
+	held[0].Ack() // m2 (a) may go now; m0, m1 are acked, m2 is not: commit through m1
+	receive(2)
+	expectCommitted(2)
+	held[4].Ack()
+	expectNothing("everything was delivered")
+	if got := committedOffset(t, brokers, group, topic); got != 2 {
+		t.Fatalf("committed offset = %d with m2 unacked, want 2", got)
+	}
+	held[2].Ack()
+	expectCommitted(5)
+}
+
 // TestSubscribeBeforeTopicExists subscribes to a topic that is created only
 // afterwards: a kafka-go group reader started on a missing topic would be
 // assigned nothing and stay idle, so the Subscriber must wait for the topic.
