@@ -18,14 +18,16 @@ var ErrMalformed = errors.New("projector: malformed message")
 // Handler returns the watermill handler that applies relayed events to p.
 // It acknowledges a message once its effect is committed (or it is a
 // duplicate, or its stream is parked) and fails it, for the router to retry,
-// when the database cannot be reached.
+// when the database cannot be reached. Messages handled concurrently (a
+// subscription with MaxInFlight above 1) share transactions: see
+// HandleBatched.
 func (en *Engine) Handler(p Projection) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
 		e, err := relay.EventFromHeaders(msg.Metadata, msg.Payload)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
-		_, err = en.Handle(msg.Context(), p, e)
+		_, err = en.HandleBatched(msg.Context(), p, e)
 		return err
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -53,6 +54,9 @@ type Engine struct {
 
 	freshness *prometheus.HistogramVec
 	outcomes  *prometheus.CounterVec
+
+	mu       sync.Mutex
+	batchers map[string]*batcher // by projection name
 }
 
 // NewEngine returns an engine writing through pool and filling gaps from store.
@@ -67,7 +71,7 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, cfg EngineConfig, logger *
 		cfg.Backoff = 50 * time.Millisecond
 	}
 	return &Engine{
-		pool: pool, store: store, cfg: cfg, logger: logger,
+		pool: pool, store: store, cfg: cfg, logger: logger, batchers: map[string]*batcher{},
 		freshness: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "orderflow_projection_freshness_seconds",
 			Help:    "Time from an event's append (command accepted) to its view update committing, per projection.",

@@ -45,6 +45,7 @@ type Config struct {
 	KafkaPartitions     int
 	KafkaReplication    int
 	RelayBatchSize      int
+	ConsumerInFlight    int
 	KafkaBreakerFails   int
 	KafkaBreakerTimeout time.Duration
 }
@@ -76,6 +77,7 @@ var settings = []setting{
 	{"ORDERFLOW_KAFKA_PARTITIONS", "kafka-partitions", "6", "partitions of each topic the relay creates"},
 	{"ORDERFLOW_KAFKA_REPLICATION", "kafka-replication", "1", "replication factor of each topic the relay creates"},
 	{"ORDERFLOW_RELAY_BATCH_SIZE", "relay-batch-size", "1000", "most events the relay publishes per batch"},
+	{"ORDERFLOW_CONSUMER_IN_FLIGHT", "consumer-in-flight", "256", "projection and saga consumers: most messages each handler has out at once (different keys concurrently, one key in order); a projection applies what gathers in one transaction"},
 	{"ORDERFLOW_KAFKA_BREAKER_FAILURES", "kafka-breaker-failures", "5", "consecutive publish failures that open the Kafka breaker"},
 	{"ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT", "kafka-breaker-open-timeout", "5s", "how long the Kafka breaker stays open before a probe"},
 }
@@ -159,6 +161,7 @@ func loadConfig(name string, args []string, getenv func(string) string) (Config,
 	cfg.KafkaReplication = intIn("ORDERFLOW_KAFKA_REPLICATION", 1, 10)
 	cfg.RelayBatchSize = intIn("ORDERFLOW_RELAY_BATCH_SIZE", 1, 100_000)
 	cfg.KafkaBreakerFails = intIn("ORDERFLOW_KAFKA_BREAKER_FAILURES", 1, 1000)
+	cfg.ConsumerInFlight = intIn("ORDERFLOW_CONSUMER_IN_FLIGHT", 1, 10_000)
 	var err error
 	if cfg.KafkaBreakerTimeout, err = time.ParseDuration(*vals["ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT"]); err != nil || cfg.KafkaBreakerTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT: want a positive duration such as 5s, got %q", *vals["ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT"]))
@@ -230,6 +233,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("kafka_partitions", c.KafkaPartitions),
 		slog.Int("kafka_replication", c.KafkaReplication),
 		slog.Int("relay_batch_size", c.RelayBatchSize),
+		slog.Int("consumer_in_flight", c.ConsumerInFlight),
 		slog.Int("kafka_breaker_failures", c.KafkaBreakerFails),
 		slog.Duration("kafka_breaker_open_timeout", c.KafkaBreakerTimeout),
 	)

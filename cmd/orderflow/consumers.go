@@ -55,6 +55,7 @@ func consume(ctx context.Context, cfg Config, consumers []consumer, poison func(
 	for _, c := range consumers {
 		sub, err := kafkapubsub.NewSubscriber(kafkapubsub.SubscriberConfig{
 			Brokers: cfg.KafkaBrokers, ConsumerGroup: c.group, CommitInterval: consumerCommitInterval,
+			MaxInFlight: cfg.ConsumerInFlight,
 		}, wlog)
 		if err != nil {
 			return err

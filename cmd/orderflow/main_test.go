@@ -54,6 +54,8 @@ func TestLoadConfig(t *testing.T) {
 		{"relay without brokers", map[string]string{"DATABASE_URL": "x", "ORDERFLOW_ROLES": "relay"}, nil, []string{"KAFKA_BROKERS"}},
 		{"bad topic prefix and partitions", map[string]string{"DATABASE_URL": "x", "ORDERFLOW_ROLES": "command", "ORDERFLOW_KAFKA_TOPIC_PREFIX": "a b", "ORDERFLOW_KAFKA_PARTITIONS": "0"}, nil,
 			[]string{"ORDERFLOW_KAFKA_TOPIC_PREFIX", "ORDERFLOW_KAFKA_PARTITIONS"}},
+		{"consumer in-flight out of range", map[string]string{"DATABASE_URL": "x", "ORDERFLOW_ROLES": "command", "ORDERFLOW_CONSUMER_IN_FLIGHT": "0"}, nil,
+			[]string{"ORDERFLOW_CONSUMER_IN_FLIGHT: want an integer in [1, 10000]"}},
 		{"bad breaker timeout", map[string]string{"DATABASE_URL": "x", "ORDERFLOW_ROLES": "command", "ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT": "-1s"}, nil,
 			[]string{"ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT"}},
 		{"stray argument", map[string]string{"DATABASE_URL": "x"}, []string{"extra"}, []string{"unexpected arguments"}},

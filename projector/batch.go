@@ -1,0 +1,246 @@
+package projector
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/orderflow/orderflow/eventstore"
+)
+
+// MaxBatch is the most events one live batch applies in a transaction.
+const MaxBatch = 1024
+
+// batchTimeout bounds one batch transaction; a handler that stops waiting
+// earlier (its message's context ended) leaves the batch to finish.
+const batchTimeout = 30 * time.Second
+
+// batcher gathers the events that handlers of one projection are waiting on
+// and applies whatever has gathered in one transaction, so concurrent
+// deliveries share one commit. No goroutine outlives the work: one runs
+// while events wait and exits when none do.
+type batcher struct {
+	en *Engine
+	p  Projection
+
+	mu      sync.Mutex
+	pending []*request
+	running bool
+}
+
+type request struct {
+	e    eventstore.Event
+	out  Outcome
+	err  error
+	done chan struct{}
+}
+
+// batcherFor returns p's batcher, shared by all of p's handlers.
+func (en *Engine) batcherFor(p Projection) *batcher {
+	en.mu.Lock()
+	defer en.mu.Unlock()
+	b := en.batchers[p.Name()]
+	if b == nil {
+		b = &batcher{en: en, p: p}
+		en.batchers[p.Name()] = b
+	}
+	return b
+}
+
+// HandleBatched applies e like Handle, but in one transaction with the
+// other events of p being handled concurrently. It returns when e's batch
+// committed (or failed), or when ctx ends.
+func (en *Engine) HandleBatched(ctx context.Context, p Projection, e eventstore.Event) (Outcome, error) {
+	if !Wants(p, e.StreamID) {
+		en.outcomes.WithLabelValues(p.Name(), Skipped.String()).Inc()
+		return Skipped, nil
+	}
+	b := en.batcherFor(p)
+	r := &request{e: e, done: make(chan struct{})}
+	b.mu.Lock()
+	b.pending = append(b.pending, r)
+	if !b.running {
+		b.running = true
+		go b.run()
+	}
+	b.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.out, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// run applies batches until none is waiting.
+func (b *batcher) run() {
+	for {
+		b.mu.Lock()
+		n := min(len(b.pending), MaxBatch)
+		if n == 0 {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		batch := slices.Clone(b.pending[:n])
+		b.pending = b.pending[n:]
+		b.mu.Unlock()
+
+		b.apply(batch)
+		for _, r := range batch {
+			close(r.done)
+		}
+	}
+}
+
+// apply applies batch in one transaction. When that fails for a reason other
+// than the database being away, it applies the events one by one (Handle),
+// so that only a stream whose event keeps failing is parked.
+func (b *batcher) apply(batch []*request) {
+	en, p := b.en, b.p
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	defer cancel()
+	slices.SortStableFunc(batch, func(x, y *request) int {
+		return cmp.Or(cmp.Compare(x.e.StreamID, y.e.StreamID), cmp.Compare(x.e.Version, y.e.Version))
+	})
+	var outs []Outcome
+	err := pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
+		var err error
+		outs, err = en.applyBatchInTx(ctx, tx, p, batch)
+		return err
+	})
+	switch {
+	case err == nil:
+		for i, r := range batch {
+			r.out = outs[i]
+			en.outcomes.WithLabelValues(p.Name(), r.out.String()).Inc()
+			if r.out == Applied {
+				en.freshness.WithLabelValues(p.Name()).Observe(time.Since(r.e.RecordedAt).Seconds())
+			}
+		}
+	case transient(ctx, err):
+		for _, r := range batch {
+			r.err = err
+		}
+	default:
+		en.logger.Warn("projection batch failed; applying its events one by one", "projection", p.Name(), "events", len(batch), "err", err)
+		for _, r := range batch {
+			r.out, r.err = en.Handle(ctx, p, r.e)
+		}
+	}
+}
+
+// applyBatchInTx applies batch (sorted by stream and version) to p's live
+// tables with the checkpoints of its streams, and returns each event's
+// outcome. A stream's events at or below its checkpoint are duplicates;
+// versions missing between the checkpoint and the newest event of the batch
+// are read from the event store; a parked stream is skipped.
+func (en *Engine) applyBatchInTx(ctx context.Context, tx pgx.Tx, p Projection, batch []*request) ([]Outcome, error) {
+	var streams []string
+	for _, r := range batch {
+		if len(streams) == 0 || streams[len(streams)-1] != r.e.StreamID {
+			streams = append(streams, r.e.StreamID)
+		}
+	}
+	name := checkpointName(p, Live)
+	if _, err := tx.Exec(ctx, `select pg_advisory_xact_lock_shared(hashtextextended($1, 0))`, lockKey(p.Name())); err != nil {
+		return nil, err
+	}
+	// Locks the checkpoints in stream order (the batch is sorted), so two
+	// batches touching the same streams wait for each other, not deadlock.
+	rows, err := tx.Query(ctx, `insert into projection_checkpoints as c (projection, stream_id, version)
+		select $1, s, 0 from unnest($2::text[]) as s
+		on conflict (projection, stream_id) do update set version = c.version
+		returning stream_id, version, exists (select 1 from projection_parked k where k.projection = $1 and k.stream_id = c.stream_id)`,
+		name, streams)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoints: %w", err)
+	}
+	type state struct {
+		cp     int64
+		parked bool
+	}
+	states := make(map[string]state, len(streams))
+	for rows.Next() {
+		var (
+			s  string
+			st state
+		)
+		if err := rows.Scan(&s, &st.cp, &st.parked); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		states[s] = st
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("checkpoints: %w", err)
+	}
+
+	outs := make([]Outcome, len(batch))
+	var (
+		decoded       []Event
+		moved         []string
+		movedVersions []int64
+	)
+	for i := 0; i < len(batch); {
+		stream := batch[i].e.StreamID
+		j := i
+		for j < len(batch) && batch[j].e.StreamID == stream {
+			j++
+		}
+		st := states[stream]
+		var fresh []eventstore.Event
+		for k := i; k < j; k++ {
+			e := batch[k].e
+			switch {
+			case st.parked:
+				outs[k] = Skipped
+			case e.Version <= st.cp || (len(fresh) > 0 && e.Version == fresh[len(fresh)-1].Version):
+				outs[k] = Duplicate
+			default:
+				outs[k] = Applied
+				fresh = append(fresh, e)
+			}
+		}
+		if len(fresh) > 0 {
+			last := fresh[len(fresh)-1].Version
+			if int64(len(fresh)) != last-st.cp { // versions missing: read them all from the store
+				all, err := en.store.ReadStream(ctx, stream, st.cp+1, int(last-st.cp))
+				if err != nil {
+					return nil, fmt.Errorf("read missing versions of %s: %w", stream, err)
+				}
+				if int64(len(all)) != last-st.cp {
+					return nil, fmt.Errorf("read missing versions of %s: got %d of %d", stream, len(all), last-st.cp)
+				}
+				fresh = all
+			}
+			for _, r := range fresh {
+				e, err := Decode(r)
+				if err != nil {
+					return nil, err
+				}
+				decoded = append(decoded, e)
+			}
+			moved, movedVersions = append(moved, stream), append(movedVersions, last)
+		}
+		i = j
+	}
+	if len(decoded) == 0 {
+		return outs, nil
+	}
+	if err := p.ApplyBatch(ctx, tx, Live, decoded); err != nil {
+		return nil, fmt.Errorf("%s: apply a batch of %d events: %w", p.Name(), len(decoded), err)
+	}
+	if _, err := tx.Exec(ctx, `update projection_checkpoints c set version = u.version
+		from unnest($2::text[], $3::bigint[]) as u(stream_id, version)
+		where c.projection = $1 and c.stream_id = u.stream_id`, name, moved, movedVersions); err != nil {
+		return nil, fmt.Errorf("checkpoints: %w", err)
+	}
+	return outs, nil
+}
