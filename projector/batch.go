@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/orderflow/orderflow/eventstore"
 )
@@ -108,10 +109,14 @@ func (b *batcher) apply(batch []*request) {
 	slices.SortStableFunc(batch, func(x, y *request) int {
 		return cmp.Or(cmp.Compare(x.e.StreamID, y.e.StreamID), cmp.Compare(x.e.Version, y.e.Version))
 	})
+	events := make([]eventstore.Event, len(batch))
+	for i, r := range batch {
+		events[i] = r.e
+	}
 	var outs []Outcome
 	err := pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
 		var err error
-		outs, err = en.applyBatchInTx(ctx, tx, p, batch)
+		outs, err = en.applyLive(ctx, tx, p, events)
 		return err
 	})
 	switch {
@@ -135,69 +140,73 @@ func (b *batcher) apply(batch []*request) {
 	}
 }
 
-// applyBatchInTx applies batch (sorted by stream and version) to p's live
-// tables with the checkpoints of its streams, and returns each event's
+// applyLive applies events (sorted by stream and version) to p's live
+// tables with the checkpoints of their streams, and returns each event's
 // outcome. A stream's events at or below its checkpoint are duplicates;
-// versions missing between the checkpoint and the newest event of the batch
-// are read from the event store; a parked stream is skipped.
-func (en *Engine) applyBatchInTx(ctx context.Context, tx pgx.Tx, p Projection, batch []*request) ([]Outcome, error) {
+// versions missing between the checkpoint and the newest event are read from
+// the event store; a parked stream is skipped. It takes the shared side of
+// the projection's lock, so a rebuild can swap tables under it.
+func (en *Engine) applyLive(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.Event) ([]Outcome, error) {
 	var streams []string
-	for _, r := range batch {
-		if len(streams) == 0 || streams[len(streams)-1] != r.e.StreamID {
-			streams = append(streams, r.e.StreamID)
+	for _, e := range events {
+		if len(streams) == 0 || streams[len(streams)-1] != e.StreamID {
+			streams = append(streams, e.StreamID)
 		}
-	}
-	name := checkpointName(p, Live)
-	if _, err := tx.Exec(ctx, `select pg_advisory_xact_lock_shared(hashtextextended($1, 0))`, lockKey(p.Name())); err != nil {
-		return nil, err
-	}
-	// Locks the checkpoints in stream order (the batch is sorted), so two
-	// batches touching the same streams wait for each other, not deadlock.
-	rows, err := tx.Query(ctx, `insert into projection_checkpoints as c (projection, stream_id, version)
-		select $1, s, 0 from unnest($2::text[]) as s
-		on conflict (projection, stream_id) do update set version = c.version
-		returning stream_id, version, exists (select 1 from projection_parked k where k.projection = $1 and k.stream_id = c.stream_id)`,
-		name, streams)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoints: %w", err)
 	}
 	type state struct {
 		cp     int64
+		stored bool // it has a checkpoint row, now locked
 		parked bool
 	}
-	states := make(map[string]state, len(streams))
-	for rows.Next() {
-		var (
-			s  string
-			st state
-		)
-		if err := rows.Scan(&s, &st.cp, &st.parked); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		states[s] = st
+	states := make(map[string]*state, len(streams))
+	for _, s := range streams {
+		states[s] = &state{}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	b := &pgx.Batch{}
+	b.Queue(`select pg_advisory_xact_lock_shared(hashtextextended($1, 0))`, lockKey(p.Name()))
+	// Locks the existing checkpoints in stream order, so two transactions
+	// touching the same streams wait for each other, not deadlock.
+	b.Queue(`select stream_id, version from `+checkpoints(p, Live)+` where stream_id = any($1) order by stream_id for update`, streams).
+		Query(func(rows pgx.Rows) error {
+			var (
+				s string
+				v int64
+			)
+			_, err := pgx.ForEachRow(rows, []any{&s, &v}, func() error {
+				states[s].cp, states[s].stored = v, true
+				return nil
+			})
+			return err
+		})
+	b.Queue(`select stream_id from projection_parked where projection = $1 and stream_id = any($2)`, parkedKey(p, Live), streams).
+		Query(func(rows pgx.Rows) error {
+			var s string
+			_, err := pgx.ForEachRow(rows, []any{&s}, func() error {
+				states[s].parked = true
+				return nil
+			})
+			return err
+		})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("checkpoints: %w", err)
 	}
 
-	outs := make([]Outcome, len(batch))
+	outs := make([]Outcome, len(events))
 	var (
-		decoded       []Event
-		moved         []string
-		movedVersions []int64
+		decoded          []Event
+		moved, added     []string
+		movedTo, addedTo []int64
 	)
-	for i := 0; i < len(batch); {
-		stream := batch[i].e.StreamID
+	for i := 0; i < len(events); {
+		stream := events[i].StreamID
 		j := i
-		for j < len(batch) && batch[j].e.StreamID == stream {
+		for j < len(events) && events[j].StreamID == stream {
 			j++
 		}
 		st := states[stream]
 		var fresh []eventstore.Event
 		for k := i; k < j; k++ {
-			e := batch[k].e
+			e := events[k]
 			switch {
 			case st.parked:
 				outs[k] = Skipped
@@ -227,7 +236,11 @@ func (en *Engine) applyBatchInTx(ctx context.Context, tx pgx.Tx, p Projection, b
 				}
 				decoded = append(decoded, e)
 			}
-			moved, movedVersions = append(moved, stream), append(movedVersions, last)
+			if st.stored {
+				moved, movedTo = append(moved, stream), append(movedTo, last)
+			} else {
+				added, addedTo = append(added, stream), append(addedTo, last)
+			}
 		}
 		i = j
 	}
@@ -235,11 +248,26 @@ func (en *Engine) applyBatchInTx(ctx context.Context, tx pgx.Tx, p Projection, b
 		return outs, nil
 	}
 	if err := p.ApplyBatch(ctx, tx, Live, decoded); err != nil {
-		return nil, fmt.Errorf("%s: apply a batch of %d events: %w", p.Name(), len(decoded), err)
+		return nil, fmt.Errorf("%s: apply %d events: %w", p.Name(), len(decoded), err)
 	}
-	if _, err := tx.Exec(ctx, `update projection_checkpoints c set version = u.version
-		from unnest($2::text[], $3::bigint[]) as u(stream_id, version)
-		where c.projection = $1 and c.stream_id = u.stream_id`, name, moved, movedVersions); err != nil {
+	b = &pgx.Batch{}
+	if len(moved) > 0 {
+		b.Queue(`update `+checkpoints(p, Live)+` c set version = u.version
+			from unnest($1::text[], $2::bigint[]) as u(stream_id, version) where c.stream_id = u.stream_id`, moved, movedTo)
+	}
+	if len(added) > 0 {
+		// A stream first applied here has no row to lock: if another
+		// transaction inserts it meanwhile, this one must not count.
+		b.Queue(`insert into `+checkpoints(p, Live)+` (stream_id, version)
+			select * from unnest($1::text[], $2::bigint[]) on conflict (stream_id) do nothing`, added, addedTo).
+			Exec(func(ct pgconn.CommandTag) error {
+				if ct.RowsAffected() != int64(len(added)) {
+					return errCheckpointMoved
+				}
+				return nil
+			})
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("checkpoints: %w", err)
 	}
 	return outs, nil

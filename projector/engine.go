@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -97,8 +98,23 @@ func (o Outcome) String() string {
 // applies take shared.
 func lockKey(projection string) string { return "orderflow.projection." + projection }
 
-// checkpointName is the key of a projection's checkpoints in t.
-func checkpointName(p Projection, t Tables) string { return p.Name() + t.suffix }
+// checkpoints returns the quoted name of p's checkpoint table in t: the last
+// version of each stream applied to the view, committed with it. It is one
+// of p's tables (see tables), so a rebuild fills a shadow of it and swaps
+// it in with the views. A projection's migration creates it with its views:
+// (stream_id text primary key, version bigint not null).
+func checkpoints(p Projection, t Tables) string { return t.Name(p.Name() + "_checkpoints") }
+
+// tables returns p's view tables and its checkpoint table.
+func tables(p Projection) []string { return append(slices.Clone(p.Tables()), p.Name()+"_checkpoints") }
+
+// parkedKey is the key of p's parked streams in t in projection_parked.
+func parkedKey(p Projection, t Tables) string { return p.Name() + t.suffix }
+
+// errCheckpointMoved reports that another transaction applied a stream
+// this one was applying (two consumers briefly sharing a partition during a
+// rebalance): it rolls back and the event is tried again.
+var errCheckpointMoved = errors.New("projector: a checkpoint moved under a concurrent apply")
 
 // Handle applies a recorded event to p live, with retries; an event that
 // keeps failing parks its stream and returns Parked with a nil error. It
@@ -112,7 +128,7 @@ func (en *Engine) Handle(ctx context.Context, p Projection, e eventstore.Event) 
 	var err error
 	for attempt := 1; attempt <= en.cfg.Attempts; attempt++ {
 		var out Outcome
-		out, err = en.apply(ctx, p, Live, e, true)
+		out, err = en.applyOne(ctx, p, e)
 		if err == nil {
 			en.outcomes.WithLabelValues(p.Name(), out.String()).Inc()
 			if out == Applied {
@@ -146,72 +162,23 @@ func (en *Engine) Handle(ctx context.Context, p Projection, e eventstore.Event) 
 func transient(ctx context.Context, err error) bool {
 	var netErr net.Error
 	var connErr *pgconn.ConnectError
-	return ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+	return ctx.Err() != nil || errors.Is(err, errCheckpointMoved) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.As(err, &netErr) || errors.As(err, &connErr) || pgconn.SafeToRetry(err)
 }
 
-// apply applies e, and any versions of its stream missing before it, to p's
-// tables t in one transaction with the checkpoint. live takes the shared
-// side of the projection's lock, so a rebuild can swap tables under it.
-func (en *Engine) apply(ctx context.Context, p Projection, t Tables, e eventstore.Event, live bool) (Outcome, error) {
-	out := Applied
+// applyOne applies e, and any versions of its stream missing before it, to
+// p's live tables in one transaction with the checkpoint.
+func (en *Engine) applyOne(ctx context.Context, p Projection, e eventstore.Event) (Outcome, error) {
+	var outs []Outcome
 	err := pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
 		var err error
-		out, err = en.applyInTx(ctx, tx, p, t, e, live)
+		outs, err = en.applyLive(ctx, tx, p, []eventstore.Event{e})
 		return err
 	})
-	return out, err
-}
-
-func (en *Engine) applyInTx(ctx context.Context, tx pgx.Tx, p Projection, t Tables, e eventstore.Event, live bool) (Outcome, error) {
-	b := &pgx.Batch{}
-	if live {
-		b.Queue(`select pg_advisory_xact_lock_shared(hashtextextended($1, 0))`, lockKey(p.Name()))
+	if err != nil {
+		return 0, err
 	}
-	var (
-		cp     int64
-		parked bool
-	)
-	b.Queue(`insert into projection_checkpoints as c (projection, stream_id, version) values ($1, $2, 0)
-		on conflict (projection, stream_id) do update set version = c.version
-		returning version, exists (select 1 from projection_parked where projection = $1 and stream_id = $2)`,
-		checkpointName(p, t), e.StreamID).QueryRow(func(row pgx.Row) error { return row.Scan(&cp, &parked) })
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return 0, fmt.Errorf("checkpoint of %s: %w", e.StreamID, err)
-	}
-	switch {
-	case parked:
-		return Skipped, nil
-	case e.Version <= cp:
-		return Duplicate, nil
-	}
-	events := []eventstore.Event{e}
-	if e.Version > cp+1 { // arrived ahead of versions not yet applied: read them
-		missing, err := en.store.ReadStream(ctx, e.StreamID, cp+1, int(e.Version-cp-1))
-		if err != nil {
-			return 0, fmt.Errorf("read missing versions of %s: %w", e.StreamID, err)
-		}
-		if len(missing) != int(e.Version-cp-1) {
-			return 0, fmt.Errorf("read missing versions of %s: got %d of %d", e.StreamID, len(missing), e.Version-cp-1)
-		}
-		events = append(missing, e)
-	}
-	decoded := make([]Event, len(events))
-	for i, r := range events {
-		pe, err := Decode(r)
-		if err != nil {
-			return 0, err
-		}
-		decoded[i] = pe
-	}
-	if err := p.ApplyBatch(ctx, tx, t, decoded); err != nil {
-		return 0, fmt.Errorf("%s: apply %s v%d: %w", p.Name(), e.StreamID, e.Version, err)
-	}
-	if _, err := tx.Exec(ctx, `update projection_checkpoints set version = $3 where projection = $1 and stream_id = $2`,
-		checkpointName(p, t), e.StreamID, e.Version); err != nil {
-		return 0, fmt.Errorf("checkpoint of %s: %w", e.StreamID, err)
-	}
-	return Applied, nil
+	return outs[0], nil
 }
 
 // park records that p stopped applying e's stream.

@@ -25,15 +25,23 @@ type Progress struct {
 	Done       bool
 }
 
-// RebuildChunk is how many events of the log one rebuild transaction reads.
+// RebuildChunk is how many events of the log one rebuild read takes.
 const RebuildChunk = 10_000
+
+// rebuildTxEvents is about how many events of the log one rebuild
+// transaction folds: the more, the more often the touches of one row fold
+// into one write, and the fewer commits.
+const rebuildTxEvents = 100_000
 
 // Rebuild replays the event log into p's shadow tables, catches up with the
 // live log, and swaps the shadow tables in atomically: queries keep reading
 // the old tables until the swap commits. Its position is saved with every
-// chunk, so an interrupted rebuild (ctx cancelled, process killed) resumes
-// where it stopped when called again. progress, if not nil, is called after
-// every chunk.
+// transaction, so an interrupted rebuild (ctx cancelled, process killed)
+// resumes where it stopped when called again. progress, if not nil, is
+// called after every transaction.
+//
+// Reading and decoding run ahead of the writes, on their own goroutine, so
+// the database writes one part while the next is read.
 func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress func(Progress)) error {
 	pos, read, err := en.startRebuild(ctx, p)
 	if err != nil {
@@ -50,31 +58,62 @@ func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress f
 		}
 	}
 	report()
-	for {
-		events, err := log.ReadAll(ctx, pos, RebuildChunk)
-		if err != nil {
-			return fmt.Errorf("rebuild %s: %w", p.Name(), err)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	parts := make(chan replayPart, 4)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(parts)
+		readErr <- readAhead(ctx, p, log, pos, parts)
+	}()
+	var (
+		wanted []Event
+		n      int64
+		last   eventstore.Position
+	)
+	flush := func() error {
+		if n == 0 {
+			return nil
 		}
-		if len(events) < RebuildChunk {
-			break // nearly caught up: the rest is applied under the swap's lock
-		}
-		if err := pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
-			if err := en.applyChunk(ctx, tx, p, events, false); err != nil {
-				return err
+		err := pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
+			if len(wanted) > 0 {
+				if err := p.ApplyBatch(ctx, tx, Shadow, wanted); err != nil {
+					return err
+				}
 			}
-			last := events[len(events)-1].Position
 			_, err := tx.Exec(ctx, `update projection_rebuilds set tx_id = $2, seq = $3, applied = applied + $4, updated_at = now()
-				where projection = $1`, p.Name(), last.TxID, last.Seq, len(events))
+				where projection = $1`, p.Name(), last.TxID, last.Seq, n)
 			return err
-		}); err != nil {
-			return fmt.Errorf("rebuild %s: %w", p.Name(), err)
+		})
+		if err != nil {
+			return err
 		}
-		pos = events[len(events)-1].Position
-		pr.Read += int64(len(events))
-		if pr.Read > pr.Total {
-			pr.Total = pr.Read
-		}
+		pos = last
+		pr.Read += n
+		pr.Total = max(pr.Total, pr.Read)
+		wanted, n = nil, 0
 		report()
+		return nil
+	}
+	for part := range parts {
+		wanted = append(wanted, part.wanted...)
+		n += int64(part.read)
+		last = part.last
+		if n >= rebuildTxEvents {
+			if err := flush(); err != nil {
+				return fmt.Errorf("rebuild %s: %w", p.Name(), err)
+			}
+		}
+	}
+	if err := <-readErr; err != nil {
+		return fmt.Errorf("rebuild %s: %w", p.Name(), err)
+	}
+	if err := flush(); err != nil {
+		return fmt.Errorf("rebuild %s: %w", p.Name(), err)
+	}
+	if err := en.deriveCheckpoints(ctx, p, pos); err != nil {
+		return fmt.Errorf("rebuild %s: checkpoints: %w", p.Name(), err)
 	}
 	if err := en.swap(ctx, p, log, pos, &pr); err != nil {
 		return fmt.Errorf("rebuild %s: %w", p.Name(), err)
@@ -82,6 +121,46 @@ func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress f
 	pr.Done = true
 	report()
 	return nil
+}
+
+// replayPart is one read of the log, decoded: the events p wants, how many
+// the read returned, and the position of its last one.
+type replayPart struct {
+	wanted []Event
+	read   int
+	last   eventstore.Position
+}
+
+// readAhead reads the log after pos in full chunks and sends them decoded,
+// until a read comes back short: the rest is left to the swap, which applies
+// it under the projection's lock.
+func readAhead(ctx context.Context, p Projection, log Log, pos eventstore.Position, parts chan<- replayPart) error {
+	for {
+		events, err := log.ReadAll(ctx, pos, RebuildChunk)
+		if err != nil {
+			return err
+		}
+		if len(events) < RebuildChunk {
+			return nil
+		}
+		part := replayPart{read: len(events), last: events[len(events)-1].Position}
+		for _, r := range events {
+			if !Wants(p, r.StreamID) {
+				continue
+			}
+			e, err := Decode(r)
+			if err != nil {
+				return err
+			}
+			part.wanted = append(part.wanted, e)
+		}
+		select {
+		case parts <- part:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		pos = part.last
+	}
 }
 
 // startRebuild resumes an interrupted rebuild of p, or starts one with empty
@@ -96,7 +175,7 @@ func (en *Engine) startRebuild(ctx context.Context, p Projection) (eventstore.Po
 			Scan(&pos.TxID, &pos.Seq, &read)
 		if err == nil {
 			var missing bool
-			for _, table := range p.Tables() {
+			for _, table := range tables(p) {
 				var exists bool
 				if err := tx.QueryRow(ctx, `select to_regclass($1) is not null`, Shadow.Name(table)).Scan(&exists); err != nil {
 					return err
@@ -110,7 +189,7 @@ func (en *Engine) startRebuild(ctx context.Context, p Projection) (eventstore.Po
 		} else if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		for _, table := range p.Tables() {
+		for _, table := range tables(p) {
 			if _, err := tx.Exec(ctx, `drop table if exists `+Shadow.Name(table)); err != nil {
 				return err
 			}
@@ -118,11 +197,7 @@ func (en *Engine) startRebuild(ctx context.Context, p Projection) (eventstore.Po
 				return err
 			}
 		}
-		shadow := checkpointName(p, Shadow)
-		if _, err := tx.Exec(ctx, `delete from projection_checkpoints where projection = $1`, shadow); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `delete from projection_parked where projection = $1`, shadow); err != nil {
+		if _, err := tx.Exec(ctx, `delete from projection_parked where projection = $1`, parkedKey(p, Shadow)); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `insert into projection_rebuilds (projection) values ($1)
@@ -135,13 +210,12 @@ func (en *Engine) startRebuild(ctx context.Context, p Projection) (eventstore.Po
 	return pos, read, nil
 }
 
-// applyChunk applies the events p wants to its shadow tables, and with
-// checkpoints set moves their shadow checkpoints. The log yields each stream
-// in version order with no repeats, so no per-event checkpoint check is
-// needed; the replay leaves checkpoints to the swap, which derives them from
-// the log in one statement (writing a million of them a chunk at a time
-// cost more than the views themselves).
-func (en *Engine) applyChunk(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.Event, checkpoints bool) error {
+// applyChunk applies the events p wants to its shadow tables and moves their
+// shadow checkpoints, for the swap's catch-up. The events come in version
+// order per stream with no repeats, following the shadow checkpoints, so no
+// per-event check is needed. (The replay before the swap writes no
+// checkpoints: deriveCheckpoints makes them from the log in one statement.)
+func (en *Engine) applyChunk(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.Event) error {
 	var (
 		wanted   []Event
 		streams  []string
@@ -170,18 +244,38 @@ func (en *Engine) applyChunk(ctx context.Context, tx pgx.Tx, p Projection, event
 	if err := p.ApplyBatch(ctx, tx, Shadow, wanted); err != nil {
 		return err
 	}
-	if !checkpoints {
-		return nil
+	_, err := tx.Exec(ctx, `insert into `+checkpoints(p, Shadow)+` (stream_id, version)
+		select * from unnest($1::text[], $2::bigint[])
+		on conflict (stream_id) do update set version = excluded.version`, streams, versions)
+	return err
+}
+
+// deriveCheckpoints fills p's shadow checkpoints from the log: each stream's
+// last version up to pos, where the replay stopped. Nothing before pos can
+// still commit (the replay read only below the snapshot horizon), so the log
+// is final there. The rows go in sorted, which fills the primary key's
+// index in order (about 2.3 s for 800,000 streams against 5.2 s unsorted),
+// and without conflict handling unless an interrupted run left some.
+func (en *Engine) deriveCheckpoints(ctx context.Context, p Projection, pos eventstore.Position) error {
+	var resumed bool
+	if err := en.pool.QueryRow(ctx, `select exists (select 1 from `+checkpoints(p, Shadow)+`)`).Scan(&resumed); err != nil {
+		return err
 	}
-	_, err := tx.Exec(ctx, `insert into projection_checkpoints (projection, stream_id, version)
-		select $1, * from unnest($2::text[], $3::bigint[])
-		on conflict (projection, stream_id) do update set version = excluded.version`,
-		checkpointName(p, Shadow), streams, versions)
+	onConflict := ""
+	if resumed {
+		onConflict = " on conflict (stream_id) do update set version = excluded.version"
+	}
+	_, err := en.pool.Exec(ctx, `insert into `+checkpoints(p, Shadow)+` (stream_id, version)
+		select stream_id, max(version) from events
+		where stream_id like any($1::text[]) and (tx_id, seq) <= ($2, $3)
+		group by stream_id order by stream_id`+onConflict,
+		likePrefixes(p.Prefixes()), pos.TxID, pos.Seq)
 	return err
 }
 
 // swap catches the shadow tables up and swaps them in, in one transaction
-// holding the projection's lock exclusively, so no live apply runs during it.
+// holding the projection's lock exclusively, so no live apply runs during
+// it. The shadow checkpoints up to pos are already derived.
 func (en *Engine) swap(ctx context.Context, p Projection, log Log, pos eventstore.Position, pr *Progress) error {
 	return pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `select pg_advisory_xact_lock(hashtextextended($1, 0))`, lockKey(p.Name())); err != nil {
@@ -195,30 +289,19 @@ func (en *Engine) swap(ctx context.Context, p Projection, log Log, pos eventstor
 			if len(events) == 0 {
 				break
 			}
-			if err := en.applyChunk(ctx, tx, p, events, false); err != nil {
+			if err := en.applyChunk(ctx, tx, p, events); err != nil {
 				return err
 			}
 			pos = events[len(events)-1].Position
 			pr.Read += int64(len(events))
 		}
-		// The shadow checkpoints: each stream's last version up to where
-		// the replay stopped. Nothing before pos can still commit (the replay
-		// read only below the snapshot horizon), so the log is final there.
-		if _, err := tx.Exec(ctx, `insert into projection_checkpoints (projection, stream_id, version)
-			select $1, stream_id, max(version) from events
-			where stream_id like any($2::text[]) and (tx_id, seq) <= ($3, $4)
-			group by stream_id
-			on conflict (projection, stream_id) do update set version = excluded.version`,
-			checkpointName(p, Shadow), likePrefixes(p.Prefixes()), pos.TxID, pos.Seq); err != nil {
-			return err
-		}
 		// The live projection may have applied events that committed after
 		// the last read (their transactions were still open then): carry
 		// them over so the swap never loses a row the live view had.
 		rows, err := tx.Query(ctx, `select l.stream_id, coalesce(s.version, 0), l.version
-			from projection_checkpoints l
-			left join projection_checkpoints s on s.projection = $2 and s.stream_id = l.stream_id
-			where l.projection = $1 and l.version > coalesce(s.version, 0)`, checkpointName(p, Live), checkpointName(p, Shadow))
+			from `+checkpoints(p, Live)+` l
+			left join `+checkpoints(p, Shadow)+` s on s.stream_id = l.stream_id
+			where l.version > coalesce(s.version, 0)`)
 		if err != nil {
 			return err
 		}
@@ -244,11 +327,11 @@ func (en *Engine) swap(ctx context.Context, p Projection, log Log, pos eventstor
 			if err != nil {
 				return err
 			}
-			if err := en.applyChunk(ctx, tx, p, missing, true); err != nil {
+			if err := en.applyChunk(ctx, tx, p, missing); err != nil {
 				return err
 			}
 		}
-		for _, table := range p.Tables() {
+		for _, table := range tables(p) {
 			old := pgx.Identifier{table + "_old"}.Sanitize()
 			for _, stmt := range []string{
 				`drop table if exists ` + old,
@@ -261,14 +344,12 @@ func (en *Engine) swap(ctx context.Context, p Projection, log Log, pos eventstor
 				}
 			}
 		}
-		live, shadow := checkpointName(p, Live), checkpointName(p, Shadow)
-		for _, table := range []string{"projection_checkpoints", "projection_parked"} {
-			if _, err := tx.Exec(ctx, `delete from `+table+` where projection = $1`, live); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `update `+table+` set projection = $1 where projection = $2`, live, shadow); err != nil {
-				return err
-			}
+		live, shadow := parkedKey(p, Live), parkedKey(p, Shadow)
+		if _, err := tx.Exec(ctx, `delete from projection_parked where projection = $1`, live); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `update projection_parked set projection = $1 where projection = $2`, live, shadow); err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, `delete from projection_rebuilds where projection = $1`, p.Name()); err != nil {
 			return err

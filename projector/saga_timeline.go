@@ -150,25 +150,25 @@ func (SagaTimeline) ApplyBatch(ctx context.Context, tx pgx.Tx, t Tables, events 
 	foldSagas(ids, groups, rows)
 
 	var (
-		oid                                []uuid.UUID
+		oid                                []pgtype.UUID
 		status, reason, inventory, payment []string
 		placed, deadline                   []pgtype.Timestamptz
 		updated                            []time.Time
 		vOrder, vReservation, vPayment     []int64
 
-		sOrder                               []uuid.UUID
+		sOrder                               []pgtype.UUID
 		sStream, sType, sEvent, sCorr, sCaus []string
 		sVersion                             []int64
 		sAt                                  []time.Time
 	)
 	for _, id := range ids {
 		v := rows[id]
-		oid, status, reason = append(oid, uuid.UUID(id)), append(status, v.Status), append(reason, v.Reason)
+		oid, status, reason = append(oid, pgUUID(id)), append(status, v.Status), append(reason, v.Reason)
 		placed, deadline, updated = append(placed, timestamptz(v.PlacedAt)), append(deadline, timestamptz(v.DeadlineAt)), append(updated, v.UpdatedAt)
 		inventory, payment = append(inventory, v.Inventory), append(payment, v.Payment)
 		vOrder, vReservation, vPayment = append(vOrder, v.VersionOrder), append(vReservation, v.VersionReservation), append(vPayment, v.VersionPayment)
 		for _, s := range v.Steps {
-			sOrder, sStream, sVersion, sType, sAt = append(sOrder, uuid.UUID(id)), append(sStream, s.StreamID), append(sVersion, s.Version),
+			sOrder, sStream, sVersion, sType, sAt = append(sOrder, pgUUID(id)), append(sStream, s.StreamID), append(sVersion, s.Version),
 				append(sType, s.Type), append(sAt, s.RecordedAt)
 			sEvent, sCorr, sCaus = append(sEvent, s.EventID), append(sCorr, s.CorrelationID), append(sCaus, s.CausationID)
 		}

@@ -50,10 +50,10 @@ func (en *Engine) Status(ctx context.Context, p Projection) (Status, error) {
 		return st, fmt.Errorf("status of %s: %w", p.Name(), err)
 	}
 	if err := en.pool.QueryRow(ctx, `
-		select (select count(*) from projection_checkpoints where projection = $1),
+		select (select count(*) from `+checkpoints(p, Live)+`),
 		       count(e.*), coalesce(extract(epoch from now() - min(e.recorded_at)), 0)::float8
 		from events e
-		left join projection_checkpoints c on c.projection = $1 and c.stream_id = e.stream_id
+		left join `+checkpoints(p, Live)+` c on c.stream_id = e.stream_id
 		where e.stream_id like any($2::text[]) and e.version > coalesce(c.version, 0)
 		  and not exists (select 1 from projection_parked k where k.projection = $1 and k.stream_id = e.stream_id)`,
 		p.Name(), likePrefixes(p.Prefixes())).Scan(&st.Streams, &st.LagEvents, &st.LagSeconds); err != nil {
