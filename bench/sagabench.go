@@ -32,17 +32,21 @@ func sagaSection(ctx context.Context, log *slog.Logger, cfg config, m machine) (
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Saga: order to confirmation\n\n%s\n", m.markdown())
-	t := table{header: []string{"Load", "Orders", "Confirmed", "p50", "p90", "p99", "max", "Sagas/s", "Check"}}
+	t := table{header: []string{"Load", "SKUs", "Orders", "Confirmed", "p50", "p90", "p99", "max", "Sagas/s", "Check"}}
 	var problems []string
 	for _, point := range []struct {
 		name string
 		rate int // 0: saturation, closed loop
-	}{{"200 orders/s", 200}, {"500 orders/s", 500}, {"saturation (64 clients)", 0}} {
-		row, probs, err := sagaPoint(ctx, log, cfg, bin, dir, point.rate)
+		skus int
+	}{
+		{"200 orders/s", 200, sagaCatalog}, {"500 orders/s", 500, sagaCatalog}, {"saturation (64 clients)", 0, sagaCatalog},
+		{"200 orders/s, one hot SKU", 200, 1}, {"500 orders/s, one hot SKU", 500, 1},
+	} {
+		row, probs, err := sagaPoint(ctx, log, cfg, bin, dir, point.rate, point.skus)
 		if err != nil {
 			return "", err
 		}
-		t.add(append([]string{point.name}, append(row, validity(probs))...)...)
+		t.add(append([]string{point.name, fmt.Sprint(point.skus)}, append(row, validity(probs))...)...)
 		problems = append(problems, probs...)
 	}
 	b.WriteString(t.String() + "\n")
@@ -62,15 +66,19 @@ func sagaSection(ctx context.Context, log *slog.Logger, cfg config, m machine) (
 	return b.String(), nil
 }
 
-// sagaPoint runs one load point on a fresh database and topics.
-func sagaPoint(ctx context.Context, log *slog.Logger, cfg config, bin, dir string, rate int) (row, problems []string, err error) {
+// sagaCatalog is how many SKUs the orders of the main points spread over.
+const sagaCatalog = 100
+
+// sagaPoint runs one load point on a fresh database and topics: orders of
+// one line each, for a SKU drawn from skus of them.
+func sagaPoint(ctx context.Context, log *slog.Logger, cfg config, bin, dir string, rate, skus int) (row, problems []string, err error) {
 	db, err := createDatabase(ctx, cfg.databaseURL, false)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer func() { err = errors.Join(err, db.drop(context.WithoutCancel(ctx))) }()
 	c, err := startOrderflow(ctx, log, bin, db.url, dir,
-		"ORDERFLOW_ROLES=all", "KAFKA_BROKERS="+strings.Join(cfg.kafkaBrokers, ","),
+		"ORDERFLOW_ROLES=command,query,relay,projector,saga,payment-provider", "KAFKA_BROKERS="+strings.Join(cfg.kafkaBrokers, ","),
 		"ORDERFLOW_KAFKA_TOPIC_PREFIX="+strings.TrimPrefix(db.name, "orderflow_"),
 		"ORDERFLOW_ORDER_DEADLINE=10m", "ORDERFLOW_LOG_LEVEL=warn")
 	if err != nil {
@@ -96,8 +104,10 @@ func sagaPoint(ctx context.Context, log *slog.Logger, cfg config, bin, dir strin
 		b, err := io.ReadAll(res.Body)
 		return res.StatusCode, b, err
 	}
-	if code, body, err := post("/v1/inventory/SKU-1/stock", `{"quantity":1000000}`); err != nil || code != 200 {
-		return nil, nil, fmt.Errorf("add stock: %d %s %v", code, body, err)
+	for sku := range skus {
+		if code, body, err := post(fmt.Sprintf("/v1/inventory/SKU-%d/stock", sku), `{"quantity":1000000}`); err != nil || code != 200 {
+			return nil, nil, fmt.Errorf("add stock: %d %s %v", code, body, err)
+		}
 	}
 
 	var (
@@ -106,7 +116,7 @@ func sagaPoint(ctx context.Context, log *slog.Logger, cfg config, bin, dir strin
 		fails errorTally
 	)
 	placeAt := func(due time.Time, n int) {
-		code, body, err := post("/v1/orders", fmt.Sprintf(`{"customer_id":"c-%d","lines":[{"sku":"SKU-1","quantity":1,"unit_price_cents":1999}]}`, n%100))
+		code, body, err := post("/v1/orders", fmt.Sprintf(`{"customer_id":"c-%d","lines":[{"sku":"SKU-%d","quantity":1,"unit_price_cents":1999}]}`, n%100, (n*7919)%skus))
 		var acc struct {
 			OrderID string `json:"order_id"`
 		}

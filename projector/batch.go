@@ -5,13 +5,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/internal/batch"
 )
 
 // MaxBatch is the most events one live batch applies in a transaction.
@@ -21,33 +21,20 @@ const MaxBatch = 1024
 // earlier (its message's context ended) leaves the batch to finish.
 const batchTimeout = 30 * time.Second
 
-// batcher gathers the events that handlers of one projection are waiting on
-// and applies whatever has gathered in one transaction, so concurrent
-// deliveries share one commit. No goroutine outlives the work: one runs
-// while events wait and exits when none do.
-type batcher struct {
-	en *Engine
-	p  Projection
-
-	mu      sync.Mutex
-	pending []*request
-	running bool
+// result is what a live batch did with one event.
+type result struct {
+	out Outcome
+	err error
 }
 
-type request struct {
-	e    eventstore.Event
-	out  Outcome
-	err  error
-	done chan struct{}
-}
-
-// batcherFor returns p's batcher, shared by all of p's handlers.
-func (en *Engine) batcherFor(p Projection) *batcher {
+// batcherFor returns p's batcher, shared by all of p's handlers: concurrent
+// deliveries share one transaction and one commit.
+func (en *Engine) batcherFor(p Projection) *batch.Batcher[eventstore.Event, result] {
 	en.mu.Lock()
 	defer en.mu.Unlock()
 	b := en.batchers[p.Name()]
 	if b == nil {
-		b = &batcher{en: en, p: p}
+		b = batch.New(MaxBatch, func(events []eventstore.Event) []result { return en.applyBatch(p, events) })
 		en.batchers[p.Name()] = b
 	}
 	return b
@@ -61,83 +48,58 @@ func (en *Engine) HandleBatched(ctx context.Context, p Projection, e eventstore.
 		en.outcomes.WithLabelValues(p.Name(), Skipped.String()).Inc()
 		return Skipped, nil
 	}
-	b := en.batcherFor(p)
-	r := &request{e: e, done: make(chan struct{})}
-	b.mu.Lock()
-	b.pending = append(b.pending, r)
-	if !b.running {
-		b.running = true
-		go b.run()
+	r, err := en.batcherFor(p).Do(ctx, e)
+	if err != nil {
+		return 0, err
 	}
-	b.mu.Unlock()
-	select {
-	case <-r.done:
-		return r.out, r.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
+	return r.out, r.err
 }
 
-// run applies batches until none is waiting.
-func (b *batcher) run() {
-	for {
-		b.mu.Lock()
-		n := min(len(b.pending), MaxBatch)
-		if n == 0 {
-			b.running = false
-			b.mu.Unlock()
-			return
-		}
-		batch := slices.Clone(b.pending[:n])
-		b.pending = b.pending[n:]
-		b.mu.Unlock()
-
-		b.apply(batch)
-		for _, r := range batch {
-			close(r.done)
-		}
-	}
-}
-
-// apply applies batch in one transaction. When that fails for a reason other
-// than the database being away, it applies the events one by one (Handle),
-// so that only a stream whose event keeps failing is parked.
-func (b *batcher) apply(batch []*request) {
-	en, p := b.en, b.p
+// applyBatch applies events in one transaction and returns each one's
+// result, in their order. When the transaction fails for a reason other than
+// the database being away, it applies the events one by one (Handle), so
+// that only a stream whose event keeps failing is parked.
+func (en *Engine) applyBatch(p Projection, events []eventstore.Event) []result {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
-	slices.SortStableFunc(batch, func(x, y *request) int {
-		return cmp.Or(cmp.Compare(x.e.StreamID, y.e.StreamID), cmp.Compare(x.e.Version, y.e.Version))
+	order := make([]int, len(events)) // events by stream and version
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(x, y int) int {
+		return cmp.Or(cmp.Compare(events[x].StreamID, events[y].StreamID), cmp.Compare(events[x].Version, events[y].Version))
 	})
-	events := make([]eventstore.Event, len(batch))
-	for i, r := range batch {
-		events[i] = r.e
+	sorted := make([]eventstore.Event, len(events))
+	for i, j := range order {
+		sorted[i] = events[j]
 	}
 	var outs []Outcome
 	err := pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
 		var err error
-		outs, err = en.applyLive(ctx, tx, p, events)
+		outs, err = en.applyLive(ctx, tx, p, sorted)
 		return err
 	})
+	results := make([]result, len(events))
 	switch {
 	case err == nil:
-		for i, r := range batch {
-			r.out = outs[i]
-			en.outcomes.WithLabelValues(p.Name(), r.out.String()).Inc()
-			if r.out == Applied {
-				en.freshness.WithLabelValues(p.Name()).Observe(time.Since(r.e.RecordedAt).Seconds())
+		for i, j := range order {
+			results[j].out = outs[i]
+			en.outcomes.WithLabelValues(p.Name(), outs[i].String()).Inc()
+			if outs[i] == Applied {
+				en.freshness.WithLabelValues(p.Name()).Observe(time.Since(sorted[i].RecordedAt).Seconds())
 			}
 		}
 	case transient(ctx, err):
-		for _, r := range batch {
-			r.err = err
+		for i := range results {
+			results[i].err = err
 		}
 	default:
-		en.logger.Warn("projection batch failed; applying its events one by one", "projection", p.Name(), "events", len(batch), "err", err)
-		for _, r := range batch {
-			r.out, r.err = en.Handle(ctx, p, r.e)
+		en.logger.Warn("projection batch failed; applying its events one by one", "projection", p.Name(), "events", len(events), "err", err)
+		for _, j := range order {
+			results[j].out, results[j].err = en.Handle(ctx, p, events[j])
 		}
 	}
+	return results
 }
 
 // applyLive applies events (sorted by stream and version) to p's live

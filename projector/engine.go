@@ -18,6 +18,7 @@ import (
 
 	"github.com/orderflow/orderflow/eventcodec"
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/internal/batch"
 )
 
 // EventReader reads a stream from the event store, to fill gaps.
@@ -57,7 +58,7 @@ type Engine struct {
 	outcomes  *prometheus.CounterVec
 
 	mu       sync.Mutex
-	batchers map[string]*batcher // by projection name
+	batchers map[string]*batch.Batcher[eventstore.Event, result] // by projection name
 }
 
 // NewEngine returns an engine writing through pool and filling gaps from store.
@@ -72,7 +73,7 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, cfg EngineConfig, logger *
 		cfg.Backoff = 50 * time.Millisecond
 	}
 	return &Engine{
-		pool: pool, store: store, cfg: cfg, logger: logger, batchers: map[string]*batcher{},
+		pool: pool, store: store, cfg: cfg, logger: logger, batchers: map[string]*batch.Batcher[eventstore.Event, result]{},
 		freshness: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "orderflow_projection_freshness_seconds",
 			Help:    "Time from an event's append (command accepted) to its view update committing, per projection.",

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -41,6 +43,18 @@ type Participants struct {
 	pool     *pgxpool.Pool
 	now      func() time.Time
 	logger   *slog.Logger
+
+	// stocks caches each SKU's folded stock and the version it was folded
+	// to: a reservation then reads only the events of the SKU's stream since
+	// (a busy SKU's stream grows by every order), and the cache can never be
+	// wrong for long because a stale version fails the append and the
+	// decision is made again on fresh events.
+	stockMu sync.Mutex
+	stocks  map[orderflow.SKU]Stock
+	// skuLocks serialize this process's reservations of one SKU: concurrent
+	// deliveries wait for each other instead of losing the append race over
+	// and over. Other processes are kept apart by the expected versions.
+	skuLocks map[orderflow.SKU]*sync.Mutex
 }
 
 // New returns the participants over store, charging through provider and
@@ -49,7 +63,8 @@ func New(store EventStore, provider Provider, pool *pgxpool.Pool, now func() tim
 	if store == nil || provider == nil || pool == nil || now == nil || logger == nil {
 		return nil, errors.New("saga: New: nil dependency")
 	}
-	return &Participants{store: store, provider: provider, pool: pool, now: now, logger: logger}, nil
+	return &Participants{store: store, provider: provider, pool: pool, now: now, logger: logger,
+		stocks: map[orderflow.SKU]Stock{}, skuLocks: map[orderflow.SKU]*sync.Mutex{}}, nil
 }
 
 // Reaction is one participant's handler for one topic: its name is its
@@ -88,7 +103,12 @@ func decode(e eventstore.Event) (orderflow.Event, error) {
 // load folds a stream's events with apply; a stream that does not exist
 // folds nothing.
 func (p *Participants) load(ctx context.Context, stream string, apply func(orderflow.Event)) error {
-	recorded, err := p.store.ReadStream(ctx, stream, 1, 0)
+	return p.loadFrom(ctx, stream, 1, apply)
+}
+
+// loadFrom folds a stream's events from version from on with apply.
+func (p *Participants) loadFrom(ctx context.Context, stream string, from int64, apply func(orderflow.Event)) error {
+	recorded, err := p.store.ReadStream(ctx, stream, from, 0)
 	if errors.Is(err, eventstore.ErrNotFound) {
 		return nil
 	}
@@ -113,6 +133,49 @@ func (p *Participants) order(ctx context.Context, id orderflow.OrderID) (command
 	var o command.Order
 	err := p.load(ctx, id.Stream(), func(e orderflow.Event) { o = o.Apply(e) })
 	return o, err
+}
+
+// stock returns sku's stock folded to the latest version: the cached fold
+// and the stream's events since.
+func (p *Participants) stock(ctx context.Context, sku orderflow.SKU) (Stock, error) {
+	p.stockMu.Lock()
+	s := p.stocks[sku]
+	p.stockMu.Unlock()
+	if err := p.loadFrom(ctx, sku.Stream(), s.Version+1, func(e orderflow.Event) { s = s.Apply(e) }); err != nil {
+		return Stock{}, err
+	}
+	p.stockMu.Lock()
+	if s.Version > p.stocks[sku].Version {
+		p.stocks[sku] = s
+	}
+	p.stockMu.Unlock()
+	return s, nil
+}
+
+// lockSKUs takes this process's locks of skus, in sorted order so that two
+// orders sharing SKUs never wait for each other in a cycle, and returns
+// their release.
+func (p *Participants) lockSKUs(skus []orderflow.SKU) (unlock func()) {
+	skus = slices.Clone(skus)
+	slices.Sort(skus)
+	skus = slices.Compact(skus)
+	locks := make([]*sync.Mutex, len(skus))
+	p.stockMu.Lock()
+	for i, sku := range skus {
+		if p.skuLocks[sku] == nil {
+			p.skuLocks[sku] = &sync.Mutex{}
+		}
+		locks[i] = p.skuLocks[sku]
+	}
+	p.stockMu.Unlock()
+	for _, l := range locks {
+		l.Lock()
+	}
+	return func() {
+		for _, l := range slices.Backward(locks) {
+			l.Unlock()
+		}
+	}
 }
 
 func (p *Participants) reservation(ctx context.Context, id orderflow.OrderID) (Reservation, error) {
@@ -179,18 +242,21 @@ func (p *Participants) inventory(ctx context.Context, e eventstore.Event) error 
 	}
 	switch ev := payload.(type) {
 	case orderflow.OrderPlaced:
+		skus := make([]orderflow.SKU, len(ev.Lines))
+		for i, l := range ev.Lines {
+			skus[i] = l.SKU
+		}
+		defer p.lockSKUs(skus)()
 		return p.react(ctx, e, "inventory:reserve", func(ctx context.Context) ([]Write, error) {
 			res, err := p.reservation(ctx, ev.OrderID)
 			if err != nil || res.Version > 0 {
 				return nil, err
 			}
 			stocks := make(map[orderflow.SKU]Stock, len(ev.Lines))
-			for _, l := range ev.Lines {
-				var s Stock
-				if err := p.load(ctx, l.SKU.Stream(), func(e orderflow.Event) { s = s.Apply(e) }); err != nil {
+			for _, sku := range skus {
+				if stocks[sku], err = p.stock(ctx, sku); err != nil {
 					return nil, err
 				}
-				stocks[l.SKU] = s
 			}
 			return DecideReserve(ev, res, stocks), nil
 		})
