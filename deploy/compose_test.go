@@ -25,21 +25,6 @@ const root = ".."
 // role (or one instance of a role) each.
 var orderflowServices = []string{"command-1", "command-2", "query", "relay", "projector", "saga", "payment-provider", "gateway"}
 
-// pendingEnvVars are variables the compose file sets for features that are
-// being added to the binary (the gateway, Consul registration). Whoever adds
-// one to cmd/orderflow's settings removes it here; the test fails while a
-// variable is in both.
-var pendingEnvVars = []string{
-	"CONSUL_HTTP_ADDR",
-	"ORDERFLOW_JWT_SECRET",
-	"ORDERFLOW_JWT_ISSUER",
-	"ORDERFLOW_JWT_AUDIENCE",
-}
-
-// pendingRoles are values of ORDERFLOW_ROLES the binary does not know yet,
-// for the same reason.
-var pendingRoles = []string{"gateway"}
-
 // configuredEnv matches the variables that configure the binary, as opposed
 // to those of the images (POSTGRES_*, KAFKA_* other than KAFKA_BROKERS).
 var configuredEnv = regexp.MustCompile(`^(ORDERFLOW_.*|DATABASE_URL|KAFKA_BROKERS|CONSUL_HTTP_ADDR)$`)
@@ -349,23 +334,12 @@ func TestComposeSetsOnlyConfigurationTheBinaryReads(t *testing.T) {
 	envVars, roles := MustBinaryConfig(t)
 	p := MustLoadCompose(t, "load")
 
-	for _, v := range pendingEnvVars {
-		if slices.Contains(envVars, v) {
-			t.Errorf("%s is now read by the binary: remove it from pendingEnvVars", v)
-		}
-	}
-	for _, r := range pendingRoles {
-		if slices.Contains(roles, r) {
-			t.Errorf("role %q is now known to the binary: remove it from pendingRoles", r)
-		}
-	}
-
 	for name, s := range p.AllServices() {
 		for key, val := range s.Environment {
 			if !configuredEnv.MatchString(key) {
 				continue
 			}
-			if !slices.Contains(envVars, key) && !slices.Contains(pendingEnvVars, key) {
+			if !slices.Contains(envVars, key) {
 				t.Errorf("service %q sets %s, which orderflow does not read (it reads %s)", name, key, strings.Join(envVars, ", "))
 			}
 			if val == nil || *val == "" {
@@ -386,7 +360,7 @@ func TestComposeSetsOnlyConfigurationTheBinaryReads(t *testing.T) {
 		}
 		for _, r := range strings.Split(*rolesVal, ",") {
 			r = strings.TrimSpace(r)
-			if r == "all" || (!slices.Contains(roles, r) && !slices.Contains(pendingRoles, r)) {
+			if r == "all" || !slices.Contains(roles, r) {
 				t.Errorf("%s: ORDERFLOW_ROLES=%s: %q is not a role of its own (known: %s); each container runs named roles", name, *rolesVal, r, strings.Join(roles, ", "))
 			}
 		}

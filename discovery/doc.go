@@ -28,12 +28,12 @@
 //   - The relay registers GET /readyz?strict=1. Its Kafka circuit breaker
 //     makes plain /readyz answer 200 "degraded", which Consul would call
 //     passing and so hide. With strict=1, /readyz answers 429 (body status
-//     "warning") while the process is ready but degraded, so the relay shows
+//     "degraded") while the process is ready but degraded, so the relay shows
 //     as warning in Consul: visible to operators and alerts, never reaped
 //     (only critical checks are), and harmless to routing because nothing
 //     routes to the relay. Ready stays 200; unavailable stays 503. The strict
-//     mode belongs to the HTTP health handler (httpapi), not to this package;
-//     until it exists /readyz?strict=1 answers exactly like /readyz.
+//     mode belongs to the HTTP health handler (httpapi.Health), not to this
+//     package.
 //
 // Roles that serve traffic must not use strict=1: a degraded command or query
 // instance still answers requests, and warning would remove it from rotation.

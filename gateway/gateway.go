@@ -206,12 +206,19 @@ func New(cfg Config, upstreams Resolver, logger *slog.Logger) (*Gateway, error) 
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	for _, s := range services {
-		g.health.Add("upstream "+s, func(_ context.Context) error {
+		check := func(_ context.Context) error {
 			if len(upstreams.Instances(s)) == 0 {
 				return fmt.Errorf("no healthy %s instance", s)
 			}
 			return nil
-		})
+		}
+		// Clients need commands and queries; without the projector only
+		// the admin API is missing.
+		if s == ServiceProjector {
+			g.health.AddDegraded("upstream "+s, check)
+			continue
+		}
+		g.health.Add("upstream "+s, check)
 	}
 	gatherer := cfg.Gatherer
 	if gatherer == nil {

@@ -12,8 +12,9 @@ const (
 	ServiceProjector = "projector"
 )
 
-// services lists every service the gateway needs; it is ready when each has
-// at least one instance.
+// services lists every service the gateway routes to; it is ready when the
+// command and query services have an instance each, and degraded while the
+// projector has none.
 var services = [...]string{ServiceCommand, ServiceQuery, ServiceProjector}
 
 // Resolver finds the instances of a service. The gateway calls it on every

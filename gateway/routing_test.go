@@ -94,13 +94,26 @@ func TestGatewayEndpoints(t *testing.T) {
 		}
 	}
 
-	t.Run("not ready without an instance of each service", func(t *testing.T) {
+	t.Run("degraded without a projector instance", func(t *testing.T) {
 		gw := MustGateway(t, baseConfig(), gateway.StaticResolver{
 			gateway.ServiceCommand: {"http://127.0.0.1:1"}, gateway.ServiceQuery: {"http://127.0.0.1:2"},
 		})
 		rec := serve(gw, http.MethodGet, "/readyz")
-		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "no healthy projector instance") {
-			t.Fatalf("readyz %d %s, want 503 naming the projector", rec.Code, rec.Body)
+		if body := rec.Body.String(); rec.Code != http.StatusOK || !strings.Contains(body, `"degraded"`) || !strings.Contains(body, "no healthy projector instance") {
+			t.Fatalf("readyz %d %s, want 200 degraded naming the projector", rec.Code, body)
+		}
+	})
+	t.Run("not ready without a command or query instance", func(t *testing.T) {
+		for _, missing := range []string{gateway.ServiceCommand, gateway.ServiceQuery} {
+			upstreams := gateway.StaticResolver{
+				gateway.ServiceCommand: {"http://127.0.0.1:1"}, gateway.ServiceQuery: {"http://127.0.0.1:2"},
+				gateway.ServiceProjector: {"http://127.0.0.1:3"},
+			}
+			delete(upstreams, missing)
+			rec := serve(MustGateway(t, baseConfig(), upstreams), http.MethodGet, "/readyz")
+			if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "no healthy "+missing+" instance") {
+				t.Fatalf("readyz without %s: %d %s, want 503 naming it", missing, rec.Code, rec.Body)
+			}
 		}
 	})
 	t.Run("draining", func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -116,11 +117,25 @@ type readiness struct {
 // when every check passes, 200 "degraded" when only degraded checks fail, 503
 // "unavailable" when a check fails or the process is draining) and GET
 // /metrics.
+//
+// GET /readyz?strict=1 answers "degraded" with 429 instead of 200, for a
+// health checker that should see degradation: Consul counts 429 as warning
+// (and any other non-2xx as critical). A strict value that is not a boolean
+// gets 400.
 func (h *Health) Mount(r chi.Router, gatherer prometheus.Gatherer) {
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		strict := false
+		if v := r.URL.Query()["strict"]; len(v) > 0 {
+			var err error
+			if strict, err = strconv.ParseBool(v[0]); err != nil || len(v) > 1 {
+				Error(w, r, nil, &RequestError{Status: http.StatusBadRequest, Slug: "validation", Title: "The request is invalid",
+					Detail: "strict must be one of 1, true, 0, false.", Fields: []FieldError{{Field: "strict", Detail: "must be a boolean"}}})
+				return
+			}
+		}
 		h.mu.Lock()
 		checks := maps.Clone(h.checks)
 		degraders := maps.Clone(h.degraders)
@@ -151,8 +166,11 @@ func (h *Health) Mount(r chi.Router, gatherer prometheus.Gatherer) {
 			out.Status, out.Checks["shutdown"] = "unavailable", "draining"
 		}
 		status := http.StatusOK
-		if out.Status == "unavailable" {
+		switch {
+		case out.Status == "unavailable":
 			status = http.StatusServiceUnavailable
+		case out.Status == "degraded" && strict:
+			status = http.StatusTooManyRequests
 		}
 		w.Header().Set("Cache-Control", "no-store")
 		JSON(w, status, out)

@@ -14,8 +14,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -131,73 +133,146 @@ func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 }
 
 // serve runs the configured roles until ctx ends, then drains: /readyz turns
-// unavailable, the HTTP server stops taking requests and finishes those in
-// flight, the event store finishes its appends, and the pool closes.
+// unavailable, the instances leave Consul, the HTTP servers stop taking
+// requests and finish those in flight (the gateway first, so what it
+// forwards can still finish), the event store finishes its appends, and the
+// pool closes.
+//
+// ORDERFLOW_HTTP_ADDR serves the process's callers: the gateway when the
+// process runs it, else the API of its roles. A process that runs the
+// gateway beside other roles serves their API on ORDERFLOW_INTERNAL_ADDR,
+// and its gateway routes there unless told otherwise.
 func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	logger.Info("starting orderflow", "config", cfg)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), breaker.Collector())
+	consul, err := newConsulClient(cfg.Consul)
+	if err != nil {
+		return err
+	}
 
+	public, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (ORDERFLOW_HTTP_ADDR): %w", cfg.HTTPAddr, err)
+	}
+	defer public.Close() // if a role fails to start; Serve closes it otherwise
+	apiLn, gatewayLn := public, net.Listener(nil)
+	if cfg.RunsGateway() {
+		apiLn, gatewayLn = nil, public
+		if cfg.RunsAPI() {
+			if apiLn, err = net.Listen("tcp", cfg.InternalAddr); err != nil {
+				return fmt.Errorf("listen on %s (ORDERFLOW_INTERNAL_ADDR): %w", cfg.InternalAddr, err)
+			}
+			defer apiLn.Close()
+		}
+	}
+
+	var endpoints []endpoint // shut down in this order
+	if gatewayLn != nil {
+		apiURL := ""
+		if apiLn != nil {
+			apiURL = dialURL(apiLn.Addr())
+		}
+		gw, stopGateway, err := newGateway(ctx, cfg, consul, reg, apiURL, logger)
+		if err != nil {
+			return err
+		}
+		defer stopGateway()
+		endpoints = append(endpoints, endpoint{ln: gatewayLn, handler: gw.Handler(), drain: gw.Drain, roles: []string{"gateway"}})
+	}
+	if apiLn != nil {
+		roles, err := startRoles(ctx, cfg, reg, dialURL(apiLn.Addr()), logger)
+		if err != nil {
+			return err
+		}
+		defer roles.close()
+		endpoints = append(endpoints, endpoint{ln: apiLn, handler: roles.handler, drain: roles.health.Drain,
+			roles: slices.DeleteFunc(slices.Clone(cfg.Roles), func(r string) bool { return r == "gateway" })})
+	}
+	return runServers(ctx, cfg, consul, endpoints, logger)
+}
+
+// rolesAPI is the HTTP API of the roles other than the gateway, and the
+// background work they run.
+type rolesAPI struct {
+	handler http.Handler
+	health  *httpapi.Health
+	closers []func() // run in reverse by close
+}
+
+// close stops the background work and releases what the roles hold.
+func (a *rolesAPI) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+}
+
+// startRoles connects to PostgreSQL, builds every role of cfg but the
+// gateway on one router and starts their background work (relay,
+// projector, saga), which runs until close. selfURL is where the router
+// will be served, for the saga's default payment provider.
+func startRoles(ctx context.Context, cfg Config, reg *prometheus.Registry, selfURL string, logger *slog.Logger) (_ *rolesAPI, err error) {
+	a := &rolesAPI{}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
 	if cfg.MigrateOnStart {
 		v, err := migrations.ApplyURL(ctx, cfg.DatabaseURL)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		logger.Info("migrations applied", "version", v)
 	}
 	poolCfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("DATABASE_URL: %w", err)
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	poolCfg.MaxConns = int32(cfg.DBMaxConns)
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
-		return fmt.Errorf("connect to PostgreSQL: %w", err)
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
-	defer pool.Close()
+	a.closers = append(a.closers, pool.Close)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), breaker.Collector())
 	store, err := eventstore.New(pool, eventstore.Config{AppendWorkers: cfg.AppendWorkers, Registerer: reg, Logger: logger})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer store.Close()
+	a.closers = append(a.closers, store.Close)
 
 	metrics, err := httpapi.NewMetrics(reg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	health := httpapi.NewHealth()
-	health.Add("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
+	a.health = httpapi.NewHealth()
+	a.health.Add("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
 
 	r := httpapi.NewRouter(logger, metrics)
-	health.Mount(r, reg)
+	a.handler = r
+	a.health.Mount(r, reg)
 	r.Method("GET", "/openapi.json", api.Handler())
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
-	}
-	defer ln.Close() // if a role fails to start; Serve closes it otherwise
-	selfURL := "http://" + ln.Addr().String()
 
-	// Background work (relay, projector, saga) runs until ctx ends; serve waits for it.
+	// Background work (relay, projector, saga) runs until close; close
+	// waits for it.
 	var background sync.WaitGroup
-	defer background.Wait()
 	bgCtx, stopBackground := context.WithCancel(ctx)
-	defer stopBackground() // runs before Wait
+	a.closers = append(a.closers, func() { stopBackground(); background.Wait() })
 	for _, role := range cfg.Roles {
 		switch role {
 		case "command":
 			cmdAPI, err := command.NewAPI(store, command.Config{OrderDeadline: cfg.OrderDeadline}, logger)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			cmdAPI.Mount(r)
 		case "relay":
 			rl, err := newRelay(ctx, cfg, pool, store, reg, logger)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			health.AddDegraded("kafka", rl.Degraded)
+			a.health.AddDegraded("kafka", rl.Degraded)
 			background.Go(func() {
 				if err := rl.Run(bgCtx); err != nil {
 					logger.Error("relay stopped", "err", err)
@@ -206,19 +281,19 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		case "query":
 			q, err := query.NewAPI(pool, query.Config{MinVersionWait: cfg.MinVersionWait}, logger)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			q.Mount(r)
 		case "payment-provider":
 			pp, err := paymentprovider.NewServer(paymentprovider.Config{Latency: cfg.PaymentLatency, FailureRate: cfg.PaymentFailureRate}, logger)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			pp.Mount(r)
 		case "saga":
 			participants, err := newSaga(cfg, pool, store, selfURL, logger)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			background.Go(func() {
 				supervise(bgCtx, "saga", func(ctx context.Context) error { return sagaReactions(ctx, cfg, participants, logger) }, logger)
@@ -227,35 +302,21 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		case "projector":
 			engine, err := projector.NewEngine(pool, store, projector.EngineConfig{}, logger)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if err := registerAll(reg, engine.Collectors()...); err != nil {
-				return err
+				return nil, err
 			}
 			background.Go(func() {
 				supervise(bgCtx, "projector", func(ctx context.Context) error { return project(ctx, cfg, engine, store, logger) }, logger)
 			})
 			admin, err := projector.NewAdmin(engine, store, logger)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			defer admin.Close()
+			a.closers = append(a.closers, admin.Close)
 			admin.Mount(r)
 		}
 	}
-	logger.Info("serving HTTP", "addr", ln.Addr().String(), "roles", cfg.Roles)
-	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSrv()
-	go func() {
-		select {
-		case <-ctx.Done():
-			logger.Info("shutting down: draining")
-			health.Drain()
-			stopSrv()
-		case <-srvCtx.Done(): // the server stopped by itself
-		}
-	}()
-	err = httpapi.Serve(srvCtx, httpapi.NewServer(httpapi.ServerConfig{Addr: cfg.HTTPAddr}, r, logger), ln, cfg.ShutdownTimeout)
-	logger.Info("stopped", "err", err)
-	return err
+	return a, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -28,18 +29,50 @@ func TestMain(m *testing.M) {
 
 // process is an orderflow child process.
 type process struct {
-	cmd  *exec.Cmd
-	base string // http://addr
-	done chan error
+	cmd     *exec.Cmd
+	base    string // http://addr of the roles' API (or of the gateway, when it runs alone)
+	gateway string // http://addr of the gateway, when the process runs it
+	done    chan error
 }
 
-// MustStart starts `orderflow serve` with env (plus the test's
-// --http-addr 127.0.0.1:0) and waits until it serves HTTP. The process is
-// killed when the test ends.
+// servingLine is the "serving HTTP" line of orderflow's JSON log.
+type servingLine struct {
+	Msg         string `json:"msg"`
+	Addr        string `json:"addr"`
+	RolesAddr   string `json:"roles_addr"`
+	GatewayAddr string `json:"gateway_addr"`
+}
+
+// scanServing reads a JSON log until it ends, sending its "serving HTTP"
+// lines to out.
+func scanServing(r io.Reader, out chan<- servingLine) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line servingLine
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "serving HTTP" {
+			out <- line
+		}
+	}
+	_, _ = io.Copy(io.Discard, r)
+}
+
+// MustStart starts `orderflow serve` with env and waits until it serves
+// HTTP. Unless env says otherwise, it listens on free loopback ports
+// (ORDERFLOW_HTTP_ADDR and ORDERFLOW_INTERNAL_ADDR), verifies tokens with
+// testJWTSecret, and registers nowhere (CONSUL_HTTP_ADDR empty). The
+// process is killed when the test ends.
 func MustStart(t *testing.T, env map[string]string) *process {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", "--http-addr", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "ORDERFLOW_TEST_RUN_MAIN=1")
+	args := []string{"serve"}
+	if env["ORDERFLOW_HTTP_ADDR"] == "" {
+		args = append(args, "--http-addr", "127.0.0.1:0")
+	}
+	if env["ORDERFLOW_INTERNAL_ADDR"] == "" {
+		args = append(args, "--internal-addr", "127.0.0.1:0")
+	}
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "ORDERFLOW_TEST_RUN_MAIN=1", "CONSUL_HTTP_ADDR=", "ORDERFLOW_JWT_SECRET="+testJWTSecret)
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
@@ -52,32 +85,39 @@ func MustStart(t *testing.T, env map[string]string) *process {
 		t.Fatal(err)
 	}
 	p := &process{cmd: cmd, done: make(chan error, 1)}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var line struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "serving HTTP" {
-				addr <- line.Addr
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-	}()
+	serving := make(chan servingLine, 1)
+	go scanServing(out, serving)
 	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() { p.Kill() })
 	select {
-	case a := <-addr:
-		p.base = "http://" + a
+	case line := <-serving:
+		p.base = "http://" + cmp.Or(line.RolesAddr, line.Addr)
+		if line.GatewayAddr != "" {
+			p.gateway = "http://" + line.GatewayAddr
+		}
 	case err := <-p.done:
 		t.Fatalf("orderflow exited before serving: %v", err)
 	case <-time.After(90 * time.Second):
 		t.Fatal("orderflow did not start serving within 90s")
 	}
 	return p
+}
+
+// Stop sends SIGTERM and waits for the process to exit, failing the test
+// unless it exits cleanly within 30s.
+func (p *process) Stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("orderflow exited with %v after SIGTERM", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("orderflow did not exit within 30s of SIGTERM")
+	}
 }
 
 // Kill sends SIGKILL and waits for the process to end.

@@ -18,8 +18,8 @@ func token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	subject := fs.String("sub", "", "client id: the customer id for role customer (required)")
 	role := fs.String("role", gateway.RoleCustomer, "customer or admin")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
-	issuer := fs.String("iss", orDefault(getenv("ORDERFLOW_JWT_ISSUER"), "orderflow"), "issuer ($ORDERFLOW_JWT_ISSUER)")
-	audience := fs.String("aud", orDefault(getenv("ORDERFLOW_JWT_AUDIENCE"), "orderflow-api"), "audience ($ORDERFLOW_JWT_AUDIENCE)")
+	issuer := fs.String("iss", orDefault(getenv("ORDERFLOW_JWT_ISSUER"), settingDefault("ORDERFLOW_JWT_ISSUER")), "issuer ($ORDERFLOW_JWT_ISSUER)")
+	audience := fs.String("aud", orDefault(getenv("ORDERFLOW_JWT_AUDIENCE"), settingDefault("ORDERFLOW_JWT_AUDIENCE")), "audience ($ORDERFLOW_JWT_AUDIENCE)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
