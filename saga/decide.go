@@ -8,6 +8,9 @@
 package saga
 
 import (
+	"maps"
+	"slices"
+
 	"github.com/orderflow/orderflow"
 	"github.com/orderflow/orderflow/eventstore"
 )
@@ -108,6 +111,49 @@ func DecideReserve(placed orderflow.OrderPlaced, res Reservation, stocks map[ord
 	return append(writes, Write{StreamID: resStream, Expected: eventstore.NoStream, Events: []orderflow.Event{
 		orderflow.InventoryReserved{OrderID: placed.OrderID, Lines: placed.Lines, TotalCents: placed.TotalCents},
 	}})
+}
+
+// DecideReserveBatch decides placed orders in turn, each against the stock
+// left by the reservations before it, and returns each order's writes. An
+// order already decided, or placed twice in the batch, gets nothing the
+// second time. Appended together, the writes of one SKU stream follow each
+// other version by version (see MergeWrites).
+func DecideReserveBatch(placed []orderflow.OrderPlaced, res []Reservation, stocks map[orderflow.SKU]Stock) [][]Write {
+	stocks = maps.Clone(stocks)
+	seen := make(map[orderflow.OrderID]bool, len(placed))
+	out := make([][]Write, len(placed))
+	for i, p := range placed {
+		if seen[p.OrderID] {
+			continue
+		}
+		seen[p.OrderID] = true
+		out[i] = DecideReserve(p, res[i], stocks)
+		for _, w := range out[i] {
+			for _, e := range w.Events {
+				if r, ok := e.(orderflow.StockReserved); ok {
+					stocks[r.SKU] = stocks[r.SKU].Apply(r)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// MergeWrites joins writes to the same stream into one, keeping the first
+// one's expected version and every event in order: writes decided one after
+// another (DecideReserveBatch) become one atomic append.
+func MergeWrites(writes []Write) []Write {
+	var out []Write
+	at := map[string]int{}
+	for _, w := range writes {
+		if i, ok := at[w.StreamID]; ok {
+			out[i].Events = append(out[i].Events, w.Events...)
+			continue
+		}
+		at[w.StreamID] = len(out)
+		out = append(out, Write{StreamID: w.StreamID, Expected: w.Expected, Events: slices.Clone(w.Events)})
+	}
+	return out
 }
 
 // DecideCommit takes a confirmed order's reserved stock out of the

@@ -106,6 +106,49 @@ func TestDecideReserve(t *testing.T) {
 	}
 }
 
+// A batch of placed orders is decided in turn: each sees the stock the ones
+// before it reserved, an order placed twice is reserved once, an order
+// decided before gets nothing, and merged the batch is one write per stream
+// expecting the SKU's version before the batch.
+func TestDecideReserveBatch(t *testing.T) {
+	t.Parallel()
+	a, b, c, done := orderflow.NewOrderID(), orderflow.NewOrderID(), orderflow.NewOrderID(), orderflow.NewOrderID()
+	place := func(id orderflow.OrderID, qty int64) orderflow.OrderPlaced {
+		return orderflow.OrderPlaced{OrderID: id, Lines: []orderflow.OrderLine{{SKU: "A", Quantity: qty}}}
+	}
+	stocks := map[orderflow.SKU]saga.Stock{"A": stock(orderflow.StockAdded{SKU: "A", Quantity: 5})} // version 1
+	placed := []orderflow.OrderPlaced{place(a, 3), place(done, 1), place(a, 3), place(b, 3), place(c, 2)}
+	res := []saga.Reservation{{}, reservation(orderflow.InventoryReserved{OrderID: done}), {}, {}, {}}
+	decided := saga.DecideReserveBatch(placed, res, stocks)
+	want := [][]string{
+		{"sku:StockReserved", "res:InventoryReserved"}, // a: 3 of 5
+		nil,                       // done: decided before
+		nil,                       // a again: once only
+		{"res:InventoryRejected"}, // b: 3 > the 2 left
+		{"sku:StockReserved", "res:InventoryReserved"}, // c: the last 2
+	}
+	for i := range placed {
+		if got := types(decided[i]); !equal(got, want[i]) {
+			t.Fatalf("order %d: writes %v, want %v", i, got, want[i])
+		}
+	}
+	if stocks["A"].Reserved != 0 {
+		t.Fatal("DecideReserveBatch changed the caller's stocks")
+	}
+	var all []saga.Write
+	for _, w := range decided {
+		all = append(all, w...)
+	}
+	merged := saga.MergeWrites(all)
+	if len(merged) != 4 { // SKU A, and the reservation streams of a, b and c
+		t.Fatalf("merged into %d writes, want 4: %+v", len(merged), merged)
+	}
+	sku := merged[0]
+	if sku.StreamID != orderflow.SKU("A").Stream() || sku.Expected != eventstore.Exactly(1) || len(sku.Events) != 2 {
+		t.Fatalf("merged SKU write = %+v, want 2 reservations expecting version 1", sku)
+	}
+}
+
 func TestDecideCommitAndRelease(t *testing.T) {
 	t.Parallel()
 	id := orderflow.NewOrderID()

@@ -1,7 +1,10 @@
 package saga
 
 import (
+	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +19,7 @@ import (
 	"github.com/orderflow/orderflow/command"
 	"github.com/orderflow/orderflow/eventcodec"
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/internal/batch"
 	"github.com/orderflow/orderflow/paymentprovider"
 	"github.com/orderflow/orderflow/relay"
 )
@@ -55,6 +59,16 @@ type Participants struct {
 	// deliveries wait for each other instead of losing the append race over
 	// and over. Other processes are kept apart by the expected versions.
 	skuLocks map[orderflow.SKU]*sync.Mutex
+	// reservers batch the reservations of orders naming the same SKUs
+	// (keyed by the sorted SKU list): one append reserves them all, so a
+	// busy SKU is not limited to one reservation per commit.
+	reservers map[string]*batch.Batcher[toReserve, error]
+}
+
+// toReserve is an OrderPlaced waiting to be reserved.
+type toReserve struct {
+	trigger eventstore.Event
+	placed  orderflow.OrderPlaced
 }
 
 // New returns the participants over store, charging through provider and
@@ -64,7 +78,8 @@ func New(store EventStore, provider Provider, pool *pgxpool.Pool, now func() tim
 		return nil, errors.New("saga: New: nil dependency")
 	}
 	return &Participants{store: store, provider: provider, pool: pool, now: now, logger: logger,
-		stocks: map[orderflow.SKU]Stock{}, skuLocks: map[orderflow.SKU]*sync.Mutex{}}, nil
+		stocks: map[orderflow.SKU]Stock{}, skuLocks: map[orderflow.SKU]*sync.Mutex{},
+		reservers: map[string]*batch.Batcher[toReserve, error]{}}, nil
 }
 
 // Reaction is one participant's handler for one topic: its name is its
@@ -178,6 +193,106 @@ func (p *Participants) lockSKUs(skus []orderflow.SKU) (unlock func()) {
 	}
 }
 
+// maxReserveBatch is the most orders one reservation append holds.
+const maxReserveBatch = 64
+
+// reserveTimeout bounds one batch of reservations, retries included.
+const reserveTimeout = 30 * time.Second
+
+// skusOf returns the SKUs placed names, sorted, without repeats.
+func skusOf(placed orderflow.OrderPlaced) []orderflow.SKU {
+	skus := make([]orderflow.SKU, len(placed.Lines))
+	for i, l := range placed.Lines {
+		skus[i] = l.SKU
+	}
+	slices.Sort(skus)
+	return slices.Compact(skus)
+}
+
+// reserver returns the batcher of the reservations of orders naming the same
+// SKUs as placed.
+func (p *Participants) reserver(placed orderflow.OrderPlaced) *batch.Batcher[toReserve, error] {
+	skus := skusOf(placed)
+	parts := make([]string, len(skus))
+	for i, sku := range skus {
+		parts[i] = string(sku)
+	}
+	key := strings.Join(parts, "\x00")
+	p.stockMu.Lock()
+	defer p.stockMu.Unlock()
+	b := p.reservers[key]
+	if b == nil {
+		b = batch.New(maxReserveBatch, func(items []toReserve) []error {
+			err := p.reserveBatch(skus, items)
+			out := make([]error, len(items))
+			for i := range out {
+				out[i] = err
+			}
+			return out
+		})
+		p.reservers[key] = b
+	}
+	return b
+}
+
+// reserveBatch reserves (or rejects) placed orders naming the same skus in
+// one append: decided in turn on the SKUs' current stock, retried on fresh
+// stock when another writer moved a SKU first. Its command id comes from
+// the triggers, so a redelivered batch appends nothing new, and an order
+// reserved before (in another batch) is skipped by its reservation stream.
+func (p *Participants) reserveBatch(skus []orderflow.SKU, items []toReserve) error {
+	ctx, cancel := context.WithTimeout(context.Background(), reserveTimeout)
+	defer cancel()
+	defer p.lockSKUs(skus)()
+	const action = "inventory:reserve"
+	a := eventstore.Append{Fingerprint: action}
+	if len(items) == 1 {
+		a.CommandID = "saga:" + action + ":" + items[0].trigger.ID.String()
+	} else {
+		ids := make([]string, len(items))
+		for i, it := range items {
+			ids[i] = it.trigger.ID.String()
+		}
+		slices.Sort(ids)
+		sum := sha256.Sum256([]byte(strings.Join(ids, ",")))
+		a.CommandID = "saga:" + action + ":batch:" + hex.EncodeToString(sum[:16])
+	}
+	const attempts = 20
+	for range attempts {
+		placed := make([]orderflow.OrderPlaced, len(items))
+		res := make([]Reservation, len(items))
+		for i, it := range items {
+			placed[i] = it.placed
+			var err error
+			if res[i], err = p.reservation(ctx, it.placed.OrderID); err != nil {
+				return err
+			}
+		}
+		stocks := make(map[orderflow.SKU]Stock, len(skus))
+		for _, sku := range skus {
+			var err error
+			if stocks[sku], err = p.stock(ctx, sku); err != nil {
+				return err
+			}
+		}
+		a.Streams = nil
+		for i, writes := range DecideReserveBatch(placed, res, stocks) {
+			if err := addWrites(&a, writes, metadata(items[i].trigger, action)); err != nil {
+				return err
+			}
+		}
+		if len(a.Streams) == 0 {
+			return nil
+		}
+		err := p.append(ctx, a)
+		if errors.Is(err, eventstore.ErrConcurrency) {
+			continue
+		}
+		return err
+	}
+	return fmt.Errorf("saga %s of %d orders: still conflicting after %d attempts", action, len(items), attempts)
+}
+
 func (p *Participants) reservation(ctx context.Context, id orderflow.OrderID) (Reservation, error) {
 	var r Reservation
 	err := p.load(ctx, id.ReservationStream(), func(e orderflow.Event) { r = r.Apply(e) })
@@ -210,27 +325,48 @@ func (p *Participants) react(ctx context.Context, trigger eventstore.Event, acti
 }
 
 func (p *Participants) write(ctx context.Context, trigger eventstore.Event, action string, writes []Write) error {
-	md := eventstore.Metadata{
-		CorrelationID: trigger.Metadata.CorrelationID, CausationID: trigger.ID.String(),
-		Actor: "saga:" + strings.SplitN(action, ":", 2)[0], TraceParent: trigger.Metadata.TraceParent, TraceState: trigger.Metadata.TraceState,
-	}
 	a := eventstore.Append{CommandID: "saga:" + action + ":" + trigger.ID.String(), Fingerprint: action}
-	for _, w := range writes {
-		sa := eventstore.StreamAppend{StreamID: w.StreamID, Expected: w.Expected}
-		for _, e := range w.Events {
-			data, err := eventcodec.Encode(e)
-			if err != nil {
-				return err
-			}
-			sa.Events = append(sa.Events, eventstore.EventData{Type: e.EventType(), SchemaVersion: e.SchemaVersion(), Data: data, Metadata: md})
-		}
-		a.Streams = append(a.Streams, sa)
+	if err := addWrites(&a, writes, metadata(trigger, action)); err != nil {
+		return err
 	}
+	return p.append(ctx, a)
+}
+
+// append appends a; a command appended before is a success.
+func (p *Participants) append(ctx context.Context, a eventstore.Append) error {
 	_, err := p.store.Append(ctx, a)
 	if errors.Is(err, eventstore.ErrDuplicateCommand) {
 		return nil
 	}
 	return err
+}
+
+// metadata is the metadata of the events a reaction to trigger appends.
+func metadata(trigger eventstore.Event, action string) eventstore.Metadata {
+	return eventstore.Metadata{
+		CorrelationID: trigger.Metadata.CorrelationID, CausationID: trigger.ID.String(),
+		Actor: "saga:" + strings.SplitN(action, ":", 2)[0], TraceParent: trigger.Metadata.TraceParent, TraceState: trigger.Metadata.TraceState,
+	}
+}
+
+// addWrites adds writes to a, with md on each event. A write to a stream a
+// already holds adds its events to that stream's (see MergeWrites).
+func addWrites(a *eventstore.Append, writes []Write, md eventstore.Metadata) error {
+	for _, w := range writes {
+		i := slices.IndexFunc(a.Streams, func(sa eventstore.StreamAppend) bool { return sa.StreamID == w.StreamID })
+		if i < 0 {
+			i = len(a.Streams)
+			a.Streams = append(a.Streams, eventstore.StreamAppend{StreamID: w.StreamID, Expected: w.Expected})
+		}
+		for _, e := range w.Events {
+			data, err := eventcodec.Encode(e)
+			if err != nil {
+				return err
+			}
+			a.Streams[i].Events = append(a.Streams[i].Events, eventstore.EventData{Type: e.EventType(), SchemaVersion: e.SchemaVersion(), Data: data, Metadata: md})
+		}
+	}
+	return nil
 }
 
 // inventory reserves placed orders, commits confirmed ones and releases
@@ -242,24 +378,8 @@ func (p *Participants) inventory(ctx context.Context, e eventstore.Event) error 
 	}
 	switch ev := payload.(type) {
 	case orderflow.OrderPlaced:
-		skus := make([]orderflow.SKU, len(ev.Lines))
-		for i, l := range ev.Lines {
-			skus[i] = l.SKU
-		}
-		defer p.lockSKUs(skus)()
-		return p.react(ctx, e, "inventory:reserve", func(ctx context.Context) ([]Write, error) {
-			res, err := p.reservation(ctx, ev.OrderID)
-			if err != nil || res.Version > 0 {
-				return nil, err
-			}
-			stocks := make(map[orderflow.SKU]Stock, len(ev.Lines))
-			for _, sku := range skus {
-				if stocks[sku], err = p.stock(ctx, sku); err != nil {
-					return nil, err
-				}
-			}
-			return DecideReserve(ev, res, stocks), nil
-		})
+		err, cerr := p.reserver(ev).Do(ctx, toReserve{trigger: e, placed: ev})
+		return cmp.Or(cerr, err)
 	case orderflow.OrderConfirmed:
 		return p.react(ctx, e, "inventory:commit", func(ctx context.Context) ([]Write, error) {
 			res, err := p.reservation(ctx, ev.OrderID)
