@@ -30,7 +30,7 @@ type loadRun struct {
 	// SendLag is, in the open loop, how late the generator sent each
 	// measured request after its scheduled time; it is part of Latency.
 	SendLag latencies
-	Errors  errorTally // anything but a 201, warm-up included
+	Errors  errorTally // anything but the expected 2xx, warm-up included
 }
 
 // errorTally counts failed requests and keeps the first few reasons.
@@ -54,7 +54,7 @@ func (t *errorTally) problems() []string {
 	if t.n == 0 {
 		return nil
 	}
-	return []string{fmt.Sprintf("%d requests did not answer 201, e.g. %q", t.n, t.sample)}
+	return []string{fmt.Sprintf("%d requests failed (not the expected 2xx), e.g. %q", t.n, t.sample)}
 }
 
 // newLoadClient returns a client that keeps a connection per concurrent
@@ -83,16 +83,21 @@ func placeOrder(ctx context.Context, client *http.Client, baseURL string, n int6
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	return expectStatus(client, req, http.StatusCreated)
+}
+
+// expectStatus sends req and returns an error unless the answer has status
+// want. The body is drained, so the connection is reused.
+func expectStatus(client *http.Client, req *http.Request, want int) error {
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
+	if resp.StatusCode != want {
 		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 		return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(snippet))
 	}
-	// Drain the body so the connection is reused.
 	_, err = io.Copy(io.Discard, resp.Body)
 	return err
 }
@@ -160,6 +165,15 @@ const maxInFlight = 2048
 // the requests it delayed (no coordinated omission). It returns ctx's error
 // if ctx ends.
 func openLoop(ctx context.Context, client *http.Client, target, baseURL string, rate int, warmup, duration time.Duration) (*loadRun, error) {
+	return openLoopWith(ctx, client, target, rate, warmup, duration, func(ctx context.Context, c *http.Client, n int64) error {
+		return placeOrder(ctx, c, baseURL, n)
+	})
+}
+
+// openLoopWith is openLoop sending request n (1, 2, ...) with send, which
+// returns an error unless the answer is the one expected.
+func openLoopWith(ctx context.Context, client *http.Client, target string, rate int, warmup, duration time.Duration,
+	send func(ctx context.Context, client *http.Client, n int64) error) (*loadRun, error) {
 	res := &loadRun{Target: target, Rate: rate, Duration: duration}
 	interval := time.Second / time.Duration(rate)
 	total := int((warmup + duration) / interval)
@@ -190,7 +204,7 @@ func openLoop(ctx context.Context, client *http.Client, target, baseURL string, 
 		wg.Go(func() {
 			defer inflight.Add(-1)
 			lag[i] = time.Since(sched)
-			err := placeOrder(ctx, client, baseURL, int64(i+1))
+			err := send(ctx, client, int64(i+1))
 			done := time.Now()
 			if err != nil {
 				failed[i] = true

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -36,15 +38,11 @@ const (
 // driven by the same load generator: closed-loop saturation and open-loop
 // latency at fixed arrival rates.
 func httpSection(ctx context.Context, log *slog.Logger, cfg config, m machine) (body string, err error) {
-	dir, err := os.MkdirTemp("", "orderflow-bench-")
+	dir, bin, err := buildInTempDir(ctx)
 	if err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(dir)
-	bin, err := buildOrderflow(ctx, dir)
-	if err != nil {
-		return "", err
-	}
 	db, err := createDatabase(ctx, cfg.databaseURL, true)
 	if err != nil {
 		return "", err
@@ -130,15 +128,32 @@ func httpSection(ctx context.Context, log *slog.Logger, cfg config, m machine) (
 }
 
 // inheritedSettings lists the ORDERFLOW_* variables the child inherits from
-// this process's environment: they change what is measured.
+// this process's environment: they change what is measured. Addresses are
+// the bench's own and the JWT secret is never written out.
 func inheritedSettings() []string {
 	var out []string
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "ORDERFLOW_") && k != "ORDERFLOW_HTTP_ADDR" {
-			out = append(out, kv)
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "ORDERFLOW_HTTP_ADDR", "ORDERFLOW_INTERNAL_ADDR", "ORDERFLOW_JWT_SECRET":
+		default:
+			if strings.HasPrefix(k, "ORDERFLOW_") {
+				out = append(out, kv)
+			}
 		}
 	}
 	return out
+}
+
+// buildInTempDir builds orderflow into a new temporary directory, which the
+// caller removes.
+func buildInTempDir(ctx context.Context) (dir, bin string, err error) {
+	if dir, err = os.MkdirTemp("", "orderflow-bench-"); err != nil {
+		return "", "", err
+	}
+	if bin, err = buildOrderflow(ctx, dir); err != nil {
+		return "", "", errors.Join(err, os.RemoveAll(dir))
+	}
+	return dir, bin, nil
 }
 
 // buildOrderflow builds ./cmd/orderflow of this module into dir.
@@ -159,22 +174,31 @@ func buildOrderflow(ctx context.Context, dir string) (string, error) {
 
 // child is a running `orderflow serve`.
 type child struct {
-	cmd     *exec.Cmd
-	url     string // http://127.0.0.1:port
-	logPath string
+	cmd *exec.Cmd
+	// url is the API of the child's roles other than the gateway (or the
+	// gateway's, when it runs alone): http://127.0.0.1:port.
+	url string
+	// gatewayURL is the gateway's, when the child runs it.
+	gatewayURL string
+	logPath    string
 	exited  chan struct{} // closed when the process has been waited for
 	waitErr error         // valid once exited is closed
 }
 
-// startOrderflow starts `bin serve` on a free local port against databaseURL
-// and returns once GET /readyz answers 200.
+// startOrderflow starts `bin serve` on free local ports against databaseURL
+// and returns once GET /readyz answers 200. Unless env sets one, the child
+// gets a random ORDERFLOW_JWT_SECRET (see benchJWTSecret). Its log goes to
+// a file of its own in dir.
 func startOrderflow(ctx context.Context, log *slog.Logger, bin, databaseURL, dir string, env ...string) (*child, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(dir, "orderflow.log")
-	logFile, err := os.Create(logPath)
+	internal, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := os.CreateTemp(dir, "orderflow-*.log")
 	if err != nil {
 		return nil, err
 	}
@@ -182,21 +206,62 @@ func startOrderflow(ctx context.Context, log *slog.Logger, bin, databaseURL, dir
 	// Not CommandContext: the child is stopped with SIGTERM, never killed
 	// first, so its shutdown is part of what is checked.
 	cmd := exec.Command(bin, "serve")
-	cmd.Env = append(append(os.Environ(), "DATABASE_URL="+databaseURL, "ORDERFLOW_HTTP_ADDR="+addr), env...)
+	cmd.Env = append(append(os.Environ(), "DATABASE_URL="+databaseURL, "ORDERFLOW_HTTP_ADDR="+addr,
+		"ORDERFLOW_INTERNAL_ADDR="+internal, "ORDERFLOW_JWT_SECRET="+benchJWTSecret), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start orderflow: %w", err)
 	}
-	c := &child{cmd: cmd, url: "http://" + addr, logPath: logPath, exited: make(chan struct{})}
+	c := &child{cmd: cmd, url: "http://" + addr, logPath: logFile.Name(), exited: make(chan struct{})}
+	// ORDERFLOW_HTTP_ADDR serves the gateway when the child runs it; the
+	// other roles then listen on ORDERFLOW_INTERNAL_ADDR.
+	if gateway, others := runsGateway(cmd.Env); gateway {
+		c.gatewayURL = c.url
+		if others {
+			c.url = "http://" + internal
+		}
+	}
 	go func() {
 		c.waitErr = cmd.Wait()
 		close(c.exited)
 	}()
-	log.Info("orderflow started", "pid", cmd.Process.Pid, "addr", addr, "log", logPath)
+	log.Info("orderflow started", "pid", cmd.Process.Pid, "url", c.url, "gateway", c.gatewayURL, "log", c.logPath)
 	if err := c.waitReady(ctx); err != nil {
 		return nil, errors.Join(err, c.stop())
 	}
 	return c, nil
+}
+
+// benchJWTSecret is the gateway secret of the children, random per run.
+var benchJWTSecret = func() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}()
+
+// runsGateway reports whether an orderflow with environment env runs the
+// gateway, and whether it runs other roles beside it.
+func runsGateway(env []string) (gateway, others bool) {
+	roles := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "ORDERFLOW_ROLES="); ok {
+			roles = v // the last one wins, as in exec
+		}
+	}
+	if roles == "" { // orderflow's default
+		roles = "all"
+	}
+	for r := range strings.SplitSeq(roles, ",") {
+		switch r = strings.TrimSpace(r); r {
+		case "all":
+			gateway, others = true, true
+		case "gateway":
+			gateway = true
+		default:
+			others = true
+		}
+	}
+	return gateway, others
 }
 
 // waitReady polls GET /readyz until it answers 200, the child exits, ctx

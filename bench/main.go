@@ -10,7 +10,7 @@
 //
 // Usage:
 //
-//	go run ./bench [-only=eventstore|http|relay|all] [-duration=10s] [-warmup=1s] [-out=BENCHMARKS.md]
+//	go run ./bench [-only=eventstore|http|relay|views|saga|gateway|all] [-duration=10s] [-warmup=1s] [-out=BENCHMARKS.md]
 //	               [-relay-batch=1000] [-relay-sweep=500,1000,2000,5000] [-relay-events=1000000]
 //	               [-relay-cpuprofile=PREFIX] [-kafka-brokers=host:port,...]
 //
@@ -89,12 +89,12 @@ func (c config) validate() error {
 		errs = append(errs, errors.New("-out is empty"))
 	}
 	switch c.only {
-	case "eventstore", "http", "relay", "views", "saga", "all":
+	case "eventstore", "http", "relay", "views", "saga", "gateway", "all":
 	default:
-		errs = append(errs, fmt.Errorf("-only=%q: want eventstore, http, relay, views, saga or all", c.only))
+		errs = append(errs, fmt.Errorf("-only=%q: want eventstore, http, relay, views, saga, gateway or all", c.only))
 	}
 	if c.only != "eventstore" && len(c.kafkaBrokers) == 0 {
-		errs = append(errs, errors.New("no Kafka broker for the relay, views, saga and http sections: set KAFKA_BROKERS or -kafka-brokers"))
+		errs = append(errs, errors.New("no Kafka broker for the relay, views, saga, gateway and http sections: set KAFKA_BROKERS or -kafka-brokers"))
 	}
 	if c.relayBatch < 1 || c.relayBatch > 100_000 {
 		errs = append(errs, fmt.Errorf("-relay-batch=%d: want 1 to 100000", c.relayBatch))
@@ -123,7 +123,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL server to measure (default $DATABASE_URL)")
 	fs.StringVar(&c.out, "out", "BENCHMARKS.md", "report to rewrite (only the sections that ran)")
-	fs.StringVar(&c.only, "only", "all", "sections to run: eventstore, http, relay, views, saga or all")
+	fs.StringVar(&c.only, "only", "all", "sections to run: eventstore, http, relay, views, saga, gateway or all")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured time per point (whole seconds)")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "unmeasured warm-up before each point (whole seconds)")
 	brokers := fs.String("kafka-brokers", os.Getenv("KAFKA_BROKERS"), "comma-separated Kafka brokers for the relay section (default $KAFKA_BROKERS)")
@@ -180,6 +180,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		{name: "relay", run: relaySection},
 		{name: "views", run: viewsSection},
 		{name: "saga", run: sagaSection},
+		{name: "gateway", run: gatewaySection},
 	}
 	for _, s := range sections {
 		if cfg.only != "all" && cfg.only != s.name {

@@ -153,6 +153,37 @@ func TestConfigValidate(t *testing.T) {
 	if err := relayOnly.validate(); err == nil || !strings.Contains(err.Error(), "KAFKA_BROKERS") {
 		t.Errorf("relay without a broker: error %v, want one naming KAFKA_BROKERS", err)
 	}
+	gatewayOnly := ok
+	gatewayOnly.only = "gateway"
+	if err := gatewayOnly.validate(); err != nil {
+		t.Errorf("-only=gateway: %v", err)
+	}
+	gatewayOnly.kafkaBrokers = nil // its seeded orders reach the view through Kafka
+	if err := gatewayOnly.validate(); err == nil || !strings.Contains(err.Error(), "KAFKA_BROKERS") {
+		t.Errorf("gateway without a broker: error %v, want one naming KAFKA_BROKERS", err)
+	}
+}
+
+func TestRunsGateway(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name            string
+		env             []string
+		gateway, others bool
+	}{
+		{"default is all", nil, true, true},
+		{"all", []string{"ORDERFLOW_ROLES=all"}, true, true},
+		{"gateway alone", []string{"ORDERFLOW_ROLES=gateway"}, true, false},
+		{"no gateway", []string{"ORDERFLOW_ROLES=command,query"}, false, true},
+		{"gateway beside a role", []string{"ORDERFLOW_ROLES=query, gateway"}, true, true},
+		{"the last setting wins", []string{"ORDERFLOW_ROLES=all", "ORDERFLOW_ROLES=command"}, false, true},
+		{"an empty last setting is the default", []string{"ORDERFLOW_ROLES=command", "ORDERFLOW_ROLES="}, true, true},
+	}
+	for _, tt := range tests {
+		if g, o := runsGateway(tt.env); g != tt.gateway || o != tt.others {
+			t.Errorf("%s: runsGateway(%q) = %t, %t; want %t, %t", tt.name, tt.env, g, o, tt.gateway, tt.others)
+		}
+	}
 }
 
 func ptr(s string) *string { return &s }

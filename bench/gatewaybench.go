@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/orderflow/orderflow/gateway"
+)
+
+const (
+	// gatewayRate is the open-loop arrival rate of the gateway section.
+	gatewayRate = 2000
+	// gatewayTarget is the most the gateway may add at p99 at gatewayRate.
+	gatewayTarget = time.Millisecond
+	// gatewayOrders are seeded and read round-robin.
+	gatewayOrders = 500
+	// gatewayCustomer owns every seeded order.
+	gatewayCustomer = "c-bench"
+	gatewayIssuer   = "orderflow-bench"
+	gatewayAudience = "orderflow-bench-api"
+)
+
+// gatewayPoint is one open-loop run of the gateway section.
+type gatewayPoint struct {
+	name, note string
+	run        *loadRun
+}
+
+// gatewaySection measures what the gateway adds to GET /v1/orders/{id}: the
+// same open-loop load, first straight to the query API of an orderflow
+// child, then through a second child that runs only the gateway in front of
+// it (static upstreams), in the same run on the same seeded orders.
+func gatewaySection(ctx context.Context, log *slog.Logger, cfg config, m machine) (body string, err error) {
+	dir, bin, err := buildInTempDir(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	db, err := createDatabase(ctx, cfg.databaseURL, false)
+	if err != nil {
+		return "", err
+	}
+	defer func() { err = errors.Join(err, db.drop(ctx)) }()
+
+	// The read side and what fills it; the seeded orders reach the view
+	// through the relay and the projector, which are idle while measuring.
+	backend, err := startOrderflow(ctx, log, bin, db.url, dir,
+		"ORDERFLOW_ROLES=command,query,relay,projector", "KAFKA_BROKERS="+strings.Join(cfg.kafkaBrokers, ","),
+		"ORDERFLOW_KAFKA_TOPIC_PREFIX="+strings.TrimPrefix(db.name, "orderflow_"), "ORDERFLOW_LOG_LEVEL=warn")
+	if err != nil {
+		return "", err
+	}
+	var notes []string
+	defer func() {
+		if stopErr := backend.stop(); stopErr != nil {
+			err = errors.Join(err, stopErr)
+		}
+	}()
+	client := newLoadClient(512)
+	defer client.CloseIdleConnections()
+	ids, err := seedGatewayOrders(ctx, client, backend.url, gatewayOrders)
+	if err != nil {
+		return "", err
+	}
+	log.Info("gateway: orders seeded and readable", "orders", len(ids))
+
+	// Limits far above the load, so every request runs the limiter and
+	// none is refused.
+	gw, err := startOrderflow(ctx, log, bin, db.url, dir, "ORDERFLOW_ROLES=gateway", "ORDERFLOW_LOG_LEVEL=warn",
+		"ORDERFLOW_JWT_ISSUER="+gatewayIssuer, "ORDERFLOW_JWT_AUDIENCE="+gatewayAudience,
+		"ORDERFLOW_GATEWAY_COMMAND_URLS="+backend.url, "ORDERFLOW_GATEWAY_QUERY_URLS="+backend.url,
+		"ORDERFLOW_GATEWAY_PROJECTOR_URLS="+backend.url,
+		"ORDERFLOW_GATEWAY_CLIENT_RATE=1e6", "ORDERFLOW_GATEWAY_CLIENT_BURST=1000000",
+		"ORDERFLOW_GATEWAY_GLOBAL_RATE=1e6", "ORDERFLOW_GATEWAY_GLOBAL_BURST=1000000")
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if stopErr := gw.stop(); stopErr != nil {
+			err = errors.Join(err, stopErr)
+		}
+	}()
+	token := func(subject, role string) (string, error) {
+		return gateway.MintToken([]byte(benchJWTSecret), gatewayIssuer, gatewayAudience, subject, role, time.Hour)
+	}
+	admin, err := token("bench-admin", gateway.RoleAdmin)
+	if err != nil {
+		return "", err
+	}
+	customer, err := token(gatewayCustomer, gateway.RoleCustomer)
+	if err != nil {
+		return "", err
+	}
+
+	points := []gatewayPoint{
+		{name: "direct to the query API", note: "no token"},
+		{name: "through the gateway, admin token", note: "one upstream call"},
+		{name: "through the gateway, customer token", note: "ownership lookup + the read: two upstream calls"},
+	}
+	targets := []struct{ base, token string }{{backend.url, ""}, {gw.gatewayURL, admin}, {gw.gatewayURL, customer}}
+	for i := range points {
+		quiet, err := settle(ctx, m.Cores, settleLimit)
+		if err != nil {
+			return "", err
+		}
+		if !quiet {
+			notes = append(notes, fmt.Sprintf("the machine was still busy before %q; measured anyway", points[i].name))
+		}
+		log.Info("gateway point", "point", points[i].name, "rate", gatewayRate, "duration", cfg.duration)
+		base, tok := targets[i].base, targets[i].token
+		points[i].run, err = openLoopWith(ctx, client, points[i].name, gatewayRate, cfg.warmup, cfg.duration,
+			func(ctx context.Context, c *http.Client, n int64) error {
+				return getOrder(ctx, c, base+"/v1/orders/"+ids[int(n)%len(ids)], tok)
+			})
+		if err != nil {
+			return "", err
+		}
+		r := points[i].run
+		log.Info("gateway point done", "point", points[i].name, "ok_per_s", int(r.Achieved),
+			"p50", r.Latency.pct(0.5), "p99", r.Latency.pct(0.99), "errors", r.Errors.n)
+	}
+	return renderGateway(cfg, m, points, notes), nil
+}
+
+// seedGatewayOrders places n orders of gatewayCustomer through the command
+// API at baseURL and returns their ids once the last one is readable from
+// the query API (the projector applies them in order per stream, all of
+// them by then or within the read's wait).
+func seedGatewayOrders(ctx context.Context, client *http.Client, baseURL string, n int) ([]string, error) {
+	ids := make([]string, 0, n)
+	body := `{"customer_id":"` + gatewayCustomer + `","lines":[{"sku":"SKU-1","quantity":1,"unit_price_cents":1999}]}`
+	for range n {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/v1/orders", strings.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("seed an order: %w", err)
+		}
+		var accepted struct {
+			OrderID string `json:"order_id"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&accepted)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			return nil, fmt.Errorf("seed an order: status %d, %v", resp.StatusCode, err)
+		}
+		ids = append(ids, accepted.OrderID)
+	}
+	// Every order must read 200: a 404 during the measurement would count
+	// as an error. min_version waits (bounded) for the view.
+	deadline := time.Now().Add(time.Minute)
+	for _, id := range ids {
+		for {
+			err := getOrder(ctx, client, baseURL+"/v1/orders/"+id+"?min_version=1", "")
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil || time.Now().After(deadline) {
+				return nil, fmt.Errorf("seeded order %s not readable within a minute: %w", id, err)
+			}
+		}
+	}
+	return ids, nil
+}
+
+// getOrder GETs url, with token as bearer when not empty, and returns an
+// error unless the answer is 200.
+func getOrder(ctx context.Context, client *http.Client, url, token string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return expectStatus(client, req, http.StatusOK)
+}
+
+// renderGateway writes the section's markdown.
+func renderGateway(cfg config, m machine, points []gatewayPoint, notes []string) string {
+	var b strings.Builder
+	b.WriteString("## Gateway overhead: GET /v1/orders/{id}\n\n")
+	b.WriteString(m.markdown())
+	fmt.Fprintf(&b, "- Each point: %s warm-up, %s measured, open loop at %d requests/s; %d seeded orders read round-robin\n",
+		cfg.warmup, cfg.duration, gatewayRate, gatewayOrders)
+	if settings := inheritedSettings(); len(settings) > 0 {
+		fmt.Fprintf(&b, "- orderflow settings from the environment: `%s`\n", strings.Join(settings, " "))
+	}
+	b.WriteString("\n")
+
+	t := table{header: []string{"Path", "Offered/s", "Achieved/s", "p50", "p90", "p99", "max", "Send lag p99", "Errors", "Check"}}
+	var problems strings.Builder
+	for _, p := range points {
+		r := p.run
+		probs := r.Errors.problems()
+		if r.Achieved < 0.95*float64(r.Rate) {
+			probs = append(probs, fmt.Sprintf("achieved %s of %d requests/s offered: the target fell behind", perSecond(r.Achieved), r.Rate))
+		}
+		t.add(p.name+" ("+p.note+")", fmt.Sprint(r.Rate), perSecond(r.Achieved), ms(r.Latency.pct(0.5)), ms(r.Latency.pct(0.9)),
+			ms(r.Latency.pct(0.99)), ms(r.Latency.max()), ms(r.SendLag.pct(0.99)), fmt.Sprint(r.Errors.n), validity(probs))
+		problems.WriteString(problemList(p.name, probs))
+	}
+	b.WriteString(t.String())
+	if problems.Len() > 0 {
+		b.WriteString("\n" + problems.String())
+	}
+
+	direct := points[0].run
+	b.WriteString("\nAdded by the gateway (target: at most " + ms(gatewayTarget) + " at p99 at 2,000 requests/s):\n\n")
+	for _, p := range points[1:] {
+		added50 := p.run.Latency.pct(0.5) - direct.Latency.pct(0.5)
+		added99 := p.run.Latency.pct(0.99) - direct.Latency.pct(0.99)
+		verdict := "**met**"
+		if added99 > gatewayTarget {
+			verdict = "**not met**"
+		}
+		if len(p.run.Errors.problems()) > 0 || len(direct.Errors.problems()) > 0 {
+			verdict = "not judged (invalid figures)"
+		}
+		fmt.Fprintf(&b, "- %s: p50 %s, p99 %s: %s\n", p.name, signedMs(added50), signedMs(added99), verdict)
+	}
+	for _, n := range notes {
+		fmt.Fprintf(&b, "\n- **Note:** %s\n", strings.ReplaceAll(strings.TrimSpace(n), "\n", " "))
+	}
+	b.WriteString(`
+- Upstream: one ` + "`orderflow serve`" + ` child with ORDERFLOW_ROLES=command,query,relay,projector on a fresh
+  database; the orders were placed and projected before measuring, so the relay and projector are idle.
+- Gateway: a second child with ORDERFLOW_ROLES=gateway and static upstreams pointing at the first;
+  its rate limits are set far above the load (1e6/s), so every request passes the limiters without being refused.
+- An admin token reads any order in one upstream call. A customer token (the orders' owner) makes the
+  gateway look the order up first to check its owner, then forward the read: two upstream calls.
+- Only 200s count; anything else is an error and marks the figure INVALID. Latency runs from each
+  request's scheduled time (no coordinated omission); see the HTTP API section for the load generator.
+- Load generator, gateway, query API and PostgreSQL share the machine's cores.
+`)
+	return b.String()
+}
+
+// signedMs formats a latency difference with its sign.
+func signedMs(d time.Duration) string {
+	if d < 0 {
+		return "−" + ms(-d)
+	}
+	return "+" + ms(d)
+}
