@@ -138,6 +138,36 @@ func TestAuthentication(t *testing.T) {
 	}
 }
 
+// The gateway remembers verified tokens, but not past their expiry.
+func TestRememberedTokenExpires(t *testing.T) {
+	t.Parallel()
+	h := MustHarness(t, baseConfig(), 1)
+	// exp has whole seconds: the token lives for between one and two.
+	tok, err := gateway.MintToken(testSecret, testIssuer, testAudience, "alice", gateway.RoleCustomer, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if res := h.do(t, http.MethodGet, "/v1/inventory/sku-1", tok, ""); res.status != http.StatusOK {
+			t.Fatalf("fresh token: %d %s", res.status, res.body)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res := h.do(t, http.MethodGet, "/v1/inventory/sku-1", tok, "")
+		if res.status == http.StatusUnauthorized {
+			if p := res.problem(t, http.StatusUnauthorized); !strings.Contains(p["detail"].(string), "expired") {
+				t.Fatalf("refused as %v, want expired", p["detail"])
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a 2s token still accepted after 5s: %d", res.status)
+		}
+		time.Sleep(50 * time.Millisecond) // polling for the expiry
+	}
+}
+
 func TestMintToken(t *testing.T) {
 	t.Parallel()
 	tok, err := gateway.MintToken(testSecret, testIssuer, testAudience, "alice", gateway.RoleCustomer, time.Minute)

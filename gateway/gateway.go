@@ -163,6 +163,8 @@ type Gateway struct {
 	metrics  *metrics
 	health   *httpapi.Health
 	handler  http.Handler
+	owners   *ownerCache
+	tokens   *tokenCache
 }
 
 // New returns a Gateway that sends requests to the instances upstreams
@@ -191,6 +193,8 @@ func New(cfg Config, upstreams Resolver, logger *slog.Logger) (*Gateway, error) 
 		global:  rate.NewLimiter(rate.Limit(cfg.GlobalRate), cfg.GlobalBurst),
 		metrics: newMetrics(),
 		health:  httpapi.NewHealth(),
+		owners:  newOwnerCache(),
+		tokens:  newTokenCache(),
 	}
 	g.balancer = &balancer{
 		resolver: upstreams, transport: cfg.Transport,
@@ -203,6 +207,7 @@ func New(cfg Config, upstreams Resolver, logger *slog.Logger) (*Gateway, error) 
 		Transport:      g.balancer,
 		ModifyResponse: stripUpstreamHeaders,
 		ErrorHandler:   g.upstreamFailed,
+		BufferPool:     newBufferPool(),
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	for _, s := range services {

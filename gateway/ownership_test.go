@@ -11,6 +11,7 @@ import (
 
 const (
 	aliceOrder   = "0190f2a4-7c1e-7b6e-9d51-3f0c2a9b8e11"
+	aliceOrder2  = "0190f2a4-7c1e-7b6e-9d51-3f0c2a9b8e12"
 	bobOrder     = "0190f2a4-7c1e-7b6e-9d51-3f0c2a9b8e22"
 	missingOrder = "0190f2a4-7c1e-7b6e-9d51-3f0c2a9b8e33"
 )
@@ -135,8 +136,11 @@ func TestOrderLookupPassesMinVersion(t *testing.T) {
 		t.Errorf("lookup as %q, want alice", got)
 	}
 
+	// An order whose owner the gateway does not know yet (see
+	// TestOwnerIsLookedUpOnce).
 	h.reset()
-	if res := h.do(t, http.MethodPost, "/v1/orders/"+aliceOrder+"/cancel", alice, ""); res.status != http.StatusOK {
+	h.orders.Store(aliceOrder2, "alice")
+	if res := h.do(t, http.MethodPost, "/v1/orders/"+aliceOrder2+"/cancel", alice, ""); res.status != http.StatusOK {
 		t.Fatalf("cancel %d: %s", res.status, res.body)
 	}
 	calls = h.callsTo(gateway.ServiceQuery)
@@ -155,5 +159,51 @@ func TestOrderLookupPassesMinVersion(t *testing.T) {
 	q, err := url.ParseQuery(calls[0].query)
 	if err != nil || q.Get("customer_id") != "alice" || q.Get("status") != "pending" || len(q["customer_id"]) != 1 {
 		t.Fatalf("list forwarded with %q, want customer_id=alice and status kept", calls[0].query)
+	}
+}
+
+// An order's customer never changes: the gateway looks it up once, keeps
+// it, and later requests for the order, by its owner or anyone else, go
+// upstream without a lookup. A missing order is not kept.
+func TestOwnerIsLookedUpOnce(t *testing.T) {
+	t.Parallel()
+	h := MustHarness(t, baseConfig(), 2)
+	h.orders.Store(aliceOrder, "alice")
+	alice, bob := MustToken(t, "alice", gateway.RoleCustomer), MustToken(t, "bob", gateway.RoleCustomer)
+
+	if res := h.do(t, http.MethodGet, "/v1/orders/"+aliceOrder, alice, ""); res.status != http.StatusOK {
+		t.Fatalf("first read %d: %s", res.status, res.body)
+	}
+	if n := len(h.callsTo(gateway.ServiceQuery)); n != 2 {
+		t.Fatalf("first read made %d query calls, want the lookup and the read", n)
+	}
+	for _, tt := range []struct {
+		name, token, method, path string
+		want, queryCalls          int
+	}{
+		{"its owner reads it again", alice, http.MethodGet, "/v1/orders/" + aliceOrder, http.StatusOK, 1},
+		{"its owner reads its saga", alice, http.MethodGet, "/v1/orders/" + aliceOrder + "/saga", http.StatusOK, 1},
+		{"its owner cancels it", alice, http.MethodPost, "/v1/orders/" + aliceOrder + "/cancel", http.StatusOK, 0},
+		{"another customer reads it", bob, http.MethodGet, "/v1/orders/" + aliceOrder, http.StatusNotFound, 0},
+		{"another customer cancels it", bob, http.MethodPost, "/v1/orders/" + aliceOrder + "/cancel", http.StatusNotFound, 0},
+		{"another customer waits for a version of it", bob, http.MethodGet, "/v1/orders/" + aliceOrder + "?min_version=1", http.StatusPreconditionFailed, 0},
+	} {
+		h.reset()
+		res := h.do(t, tt.method, tt.path, tt.token, "")
+		if res.status != tt.want {
+			t.Fatalf("%s: %d %s, want %d", tt.name, res.status, res.body, tt.want)
+		}
+		if n := len(h.callsTo(gateway.ServiceQuery)); n != tt.queryCalls {
+			t.Errorf("%s: %d query calls, want %d (no lookup)", tt.name, n, tt.queryCalls)
+		}
+	}
+
+	h.reset()
+	if res := h.do(t, http.MethodGet, "/v1/orders/"+missingOrder, bob, ""); res.status != http.StatusNotFound {
+		t.Fatalf("missing order: %d %s", res.status, res.body)
+	}
+	h.orders.Store(missingOrder, "bob") // placed after the 404
+	if res := h.do(t, http.MethodGet, "/v1/orders/"+missingOrder, bob, ""); res.status != http.StatusOK {
+		t.Fatalf("order placed after a 404: %d %s, want it found", res.status, res.body)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/golang-jwt/jwt/v5"
@@ -350,7 +351,9 @@ func (e *upstreamReply) Error() string {
 // ownOrder lets a customer reach only its own order: it asks the query
 // service whose order {id} is, and answers an order of another customer
 // exactly as a missing one (404, or the 412 of a read that asked for a
-// min_version), so a customer cannot learn that it exists.
+// min_version), so a customer cannot learn that it exists. An order's
+// customer never changes, so the answer is remembered (see ownerCache) and
+// a later request for the same order goes upstream once, not twice.
 //
 // A read passes its min_version on to the lookup, so reading one's own write
 // waits for the view as the read itself would. A cancel looks up with
@@ -370,7 +373,10 @@ func (g *Gateway) ownOrder(cancel bool) guard {
 		if cancel {
 			minVersion = []string{"1"}
 		}
-		owner, err := g.orderOwner(r, who, id, minVersion)
+		owner, known := g.owners.get(id)
+		if !known {
+			owner, err = g.orderOwner(r, who, id, minVersion)
+		}
 		var reply *upstreamReply
 		switch {
 		case err == nil && owner == who.client:
@@ -440,6 +446,7 @@ func (g *Gateway) orderOwner(r *http.Request, who identity, id orderflow.OrderID
 		if err := json.Unmarshal(body, &order); err != nil || order.CustomerID == "" {
 			return "", fmt.Errorf("gateway: order lookup answered an order without customer_id")
 		}
+		g.owners.put(id, order.CustomerID)
 		return order.CustomerID, nil
 	case http.StatusNotFound:
 		return "", errNoOrder
@@ -447,4 +454,40 @@ func (g *Gateway) orderOwner(r *http.Request, who identity, id orderflow.OrderID
 		return "", errViewBehind
 	}
 	return "", &upstreamReply{status: resp.StatusCode, header: resp.Header, body: body}
+}
+
+// maxCachedOwners bounds the ownerCache: about 100 bytes an entry.
+const maxCachedOwners = 100_000
+
+// ownerCache remembers the customer of each order the gateway has looked up.
+// An order's customer is set when it is placed and never changes, so an
+// entry never goes stale; only orders that exist are remembered, so an
+// order placed after a 404 is found. When full, an arbitrary entry makes
+// room. It is safe for concurrent use.
+type ownerCache struct {
+	mu     sync.RWMutex
+	owners map[orderflow.OrderID]string
+}
+
+func newOwnerCache() *ownerCache {
+	return &ownerCache{owners: map[orderflow.OrderID]string{}}
+}
+
+func (c *ownerCache) get(id orderflow.OrderID) (string, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	owner, ok := c.owners[id]
+	return owner, ok
+}
+
+func (c *ownerCache) put(id orderflow.OrderID, owner string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.owners[id]; !ok && len(c.owners) >= maxCachedOwners {
+		for evict := range c.owners { // map order is random
+			delete(c.owners, evict)
+			break
+		}
+	}
+	c.owners[id] = owner
 }
