@@ -50,7 +50,10 @@ var (
 )
 
 // Name returns the quoted physical name of table.
-func (t Tables) Name(table string) string { return pgx.Identifier{table + t.suffix}.Sanitize() }
+func (t Tables) Name(table string) string { return t.Identifier(table).Sanitize() }
+
+// Identifier returns the physical name of table.
+func (t Tables) Identifier(table string) pgx.Identifier { return pgx.Identifier{table + t.suffix} }
 
 // Querier runs queries: a pool, a connection or a transaction.
 type Querier interface {
@@ -126,6 +129,15 @@ func stored(ids []orderflow.OrderID, groups map[orderflow.OrderID][]Event) []ord
 		if groups[id][0].Version > 1 {
 			out = append(out, id)
 		}
+	}
+	return out
+}
+
+// keys returns the set of m's keys.
+func keys[K comparable, V any](m map[K]V) map[K]bool {
+	out := make(map[K]bool, len(m))
+	for k := range m {
+		out[k] = true
 	}
 	return out
 }
@@ -207,8 +219,29 @@ func (OrderDetails) ApplyBatch(ctx context.Context, tx pgx.Tx, t Tables, events 
 	if err != nil {
 		return err
 	}
+	loaded := keys(rows)
 	changed := foldOrders(ids, groups, rows)
-	if len(changed) == 0 {
+	// Orders new to the view go in with COPY, much cheaper than an upsert;
+	// the others are upserted.
+	var fresh, seen []*OrderView
+	for _, v := range changed {
+		if loaded[v.OrderID] {
+			seen = append(seen, v)
+		} else {
+			fresh = append(fresh, v)
+		}
+	}
+	if len(fresh) > 0 {
+		if _, err := tx.CopyFrom(ctx, t.Identifier("order_details"),
+			[]string{"order_id", "customer_id", "status", "lines", "total_cents", "placed_at", "updated_at", "cancel_reason", "version"},
+			pgx.CopyFromSlice(len(fresh), func(i int) ([]any, error) {
+				v := fresh[i]
+				return []any{pgUUID(v.OrderID), string(v.CustomerID), v.Status, linesToJSON(v.Lines), v.TotalCents, v.PlacedAt, v.UpdatedAt, v.CancelReason, v.Version}, nil
+			})); err != nil {
+			return err
+		}
+	}
+	if len(seen) == 0 {
 		return nil
 	}
 	var (
@@ -217,7 +250,7 @@ func (OrderDetails) ApplyBatch(ctx context.Context, tx pgx.Tx, t Tables, events 
 		total, version                  []int64
 		placed, updated                 []time.Time
 	)
-	for _, v := range changed {
+	for _, v := range seen {
 		oid = append(oid, pgUUID(v.OrderID))
 		customer = append(customer, string(v.CustomerID))
 		status = append(status, v.Status)
@@ -379,8 +412,27 @@ func (OrdersByCustomer) ApplyBatch(ctx context.Context, tx pgx.Tx, t Tables, eve
 	if err := res.Err(); err != nil {
 		return err
 	}
+	loaded := keys(rows)
 	changed := foldOrders(ids, groups, rows)
-	if len(changed) == 0 {
+	var fresh, seen []*OrderView
+	for _, v := range changed {
+		if loaded[v.OrderID] {
+			seen = append(seen, v)
+		} else {
+			fresh = append(fresh, v)
+		}
+	}
+	if len(fresh) > 0 { // new to the view: COPY
+		if _, err := tx.CopyFrom(ctx, t.Identifier("orders_by_customer"),
+			[]string{"order_id", "customer_id", "status", "total_cents", "placed_at", "version"},
+			pgx.CopyFromSlice(len(fresh), func(i int) ([]any, error) {
+				v := fresh[i]
+				return []any{pgUUID(v.OrderID), string(v.CustomerID), v.Status, v.TotalCents, v.PlacedAt, v.Version}, nil
+			})); err != nil {
+			return err
+		}
+	}
+	if len(seen) == 0 {
 		return nil
 	}
 	var (
@@ -389,7 +441,7 @@ func (OrdersByCustomer) ApplyBatch(ctx context.Context, tx pgx.Tx, t Tables, eve
 		total, version   []int64
 		placed           []time.Time
 	)
-	for _, v := range changed {
+	for _, v := range seen {
 		oid = append(oid, pgUUID(v.OrderID))
 		customer = append(customer, string(v.CustomerID))
 		status = append(status, v.Status)
@@ -631,15 +683,33 @@ func (DailySales) ApplyBatch(ctx context.Context, tx pgx.Tx, t Tables, events []
 	if err := res.Err(); err != nil {
 		return err
 	}
+	loaded := keys(rows)
 	changed, days := foldSales(ids, groups, rows)
-	if len(changed) > 0 {
+	var fresh, seen []orderflow.OrderID
+	for _, id := range changed {
+		if loaded[id] {
+			seen = append(seen, id)
+		} else {
+			fresh = append(fresh, id)
+		}
+	}
+	if len(fresh) > 0 { // new to the view: COPY
+		if _, err := tx.CopyFrom(ctx, t.Identifier("sales_orders"), []string{"order_id", "day", "total_cents", "status", "version"},
+			pgx.CopyFromSlice(len(fresh), func(i int) ([]any, error) {
+				o := rows[fresh[i]]
+				return []any{pgUUID(fresh[i]), pgtype.Date{Time: o.Day, Valid: true}, o.TotalCents, o.Status, o.Version}, nil
+			})); err != nil {
+			return err
+		}
+	}
+	if len(seen) > 0 {
 		var (
 			oid            []pgtype.UUID
 			day            []time.Time
 			total, version []int64
 			status         []string
 		)
-		for _, id := range changed {
+		for _, id := range seen {
 			o := rows[id]
 			oid, day, total, status, version = append(oid, pgUUID(id)), append(day, o.Day), append(total, o.TotalCents),
 				append(status, o.Status), append(version, o.Version)
