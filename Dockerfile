@@ -4,8 +4,12 @@
 # ORDERFLOW_ROLES picks which (see docker-compose.yml).
 #
 #   docker build -t orderflow:dev .
-#   docker run --rm -e DATABASE_URL=... orderflow:dev            # serve, all roles
+#   docker run --rm -p 8080:8080 -e DATABASE_URL=... -e KAFKA_BROKERS=... \
+#     -e ORDERFLOW_JWT_SECRET=$(openssl rand -hex 32) orderflow:dev  # serve: every role, behind the gateway on 8080
 #   docker run --rm -e DATABASE_URL=... orderflow:dev migrate    # apply migrations and exit
+#
+# Port 8080 (ORDERFLOW_HTTP_ADDR) is the only one a container serves to
+# others: the gateway when it runs the gateway role, else its roles' API.
 
 ARG GO_VERSION=1.26
 

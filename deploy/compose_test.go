@@ -120,7 +120,7 @@ func TestComposeStartOrder(t *testing.T) {
 		{name: "projector consumes from Kafka", service: "projector", needs: []string{"postgres", "kafka", "consul"}},
 		{name: "saga consumes and charges", service: "saga", needs: []string{"postgres", "kafka", "consul", "payment-provider"}},
 		{name: "payment provider", service: "payment-provider", needs: []string{"postgres", "consul"}},
-		{name: "gateway routes to commands and queries", service: "gateway", needs: []string{"postgres", "consul", "command-1", "command-2", "query"}},
+		{name: "gateway routes to commands, queries and projection admin", service: "gateway", needs: []string{"consul", "command-1", "command-2", "query", "projector"}},
 		{name: "k6 loads the gateway", service: "k6", needs: []string{"gateway"}},
 	}
 	for _, tt := range tests {
@@ -350,13 +350,28 @@ func TestComposeSetsOnlyConfigurationTheBinaryReads(t *testing.T) {
 
 	for _, name := range orderflowServices {
 		env := MustService(t, p, name).Environment
-		if env["DATABASE_URL"] == nil {
-			t.Errorf("%s: DATABASE_URL is not set; every role needs it", name)
-		}
 		rolesVal := env["ORDERFLOW_ROLES"]
 		if rolesVal == nil {
 			t.Errorf("%s: ORDERFLOW_ROLES is not set; it would run every role", name)
 			continue
+		}
+		if env["DATABASE_URL"] == nil && *rolesVal != "gateway" {
+			t.Errorf("%s: DATABASE_URL is not set; every role but the gateway needs it", name)
+		}
+		// Registered in Consul at this host: the agent checks it there and
+		// the gateway sends requests there.
+		if h := env["ORDERFLOW_ADVERTISE_HOST"]; env["CONSUL_HTTP_ADDR"] == nil || h == nil || *h != name {
+			t.Errorf("%s: CONSUL_HTTP_ADDR %v, ORDERFLOW_ADVERTISE_HOST %v; want both, the host being the service name", name, env["CONSUL_HTTP_ADDR"], h)
+		}
+		if *rolesVal == "gateway" {
+			if secret := env["ORDERFLOW_JWT_SECRET"]; secret == nil || len(*secret) < 32 {
+				t.Errorf("%s: ORDERFLOW_JWT_SECRET is missing or shorter than the 32 bytes the gateway requires", name)
+			}
+			for key := range env {
+				if strings.HasPrefix(key, "ORDERFLOW_GATEWAY_") && strings.HasSuffix(key, "_URLS") {
+					t.Errorf("%s: %s set; with Consul the gateway finds its upstreams there, and refuses static ones", name, key)
+				}
+			}
 		}
 		for _, r := range strings.Split(*rolesVal, ",") {
 			r = strings.TrimSpace(r)
