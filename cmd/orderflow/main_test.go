@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -279,6 +281,24 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not stop")
+	}
+}
+
+// The help shows each setting's value from the environment as its default,
+// except the secrets.
+func TestHelpHidesSecrets(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "serve", "-h")
+	cmd.Env = append(os.Environ(), "ORDERFLOW_TEST_RUN_MAIN=1", "ORDERFLOW_JWT_SECRET="+testJWTSecret,
+		"DATABASE_URL=postgres://u:db-password@db/x", "ORDERFLOW_KAFKA_TOPIC_PREFIX=shown-prefix")
+	out, _ := cmd.CombinedOutput() // -h exits 1
+	if !strings.Contains(string(out), `(default "shown-prefix")`) {
+		t.Fatalf("help does not show the environment's values:\n%s", out)
+	}
+	for _, secret := range []string{testJWTSecret, "db-password"} {
+		if strings.Contains(string(out), secret) {
+			t.Fatalf("help shows a secret:\n%s", out)
+		}
 	}
 }
 

@@ -111,6 +111,10 @@ func TestKafkaOutageKeepsAcceptingOrders(t *testing.T) {
 	if s := p.Metric(t, `orderflow_breaker_state{name="kafka"}`); s != 2 && s != 1 {
 		t.Fatalf("breaker state metric = %v, want open (2) or half-open (1)", s)
 	}
+	// The relay's Consul check asks strictly: degraded is 429, a warning.
+	if res := MustDo(t, http.MethodGet, p.base+"/readyz?strict=1", "", ""); res.status != http.StatusTooManyRequests || !strings.Contains(res.body, `"degraded"`) {
+		t.Fatalf("strict readiness while Kafka is down: %d %s, want 429 degraded", res.status, res.body)
+	}
 	post(10)
 
 	broker.Start(t)
