@@ -86,20 +86,28 @@ func New(store EventStore, provider Provider, pool *pgxpool.Pool, now func() tim
 // consumer group.
 type Reaction struct {
 	Name    string
-	Context string // the topic's bounded context (relay.ContextOrder, ...)
+	Context string   // the topic's bounded context (relay.ContextOrder, ...)
+	Types   []string // the event types it reacts to; it ignores the others
 	Handle  func(ctx context.Context, e eventstore.Event) error
 }
 
 // Reactions lists every handler of the saga.
 func (p *Participants) Reactions() []Reaction {
 	return []Reaction{
-		{Name: "inventory", Context: relay.ContextOrder, Handle: p.inventory},
-		{Name: "payment-on-inventory", Context: relay.ContextInventory, Handle: p.paymentOnInventory},
-		{Name: "payment-on-order", Context: relay.ContextOrder, Handle: p.paymentOnOrder},
-		{Name: "payment-on-payment", Context: relay.ContextPayment, Handle: p.paymentOnPayment},
-		{Name: "order-on-order", Context: relay.ContextOrder, Handle: p.orderOnOrder},
-		{Name: "order-on-inventory", Context: relay.ContextInventory, Handle: p.orderOnInventory},
-		{Name: "order-on-payment", Context: relay.ContextPayment, Handle: p.orderOnPayment},
+		{Name: "inventory", Context: relay.ContextOrder, Handle: p.inventory,
+			Types: []string{orderflow.EventOrderPlaced, orderflow.EventOrderConfirmed, orderflow.EventOrderCancelled}},
+		{Name: "payment-on-inventory", Context: relay.ContextInventory, Handle: p.paymentOnInventory,
+			Types: []string{orderflow.EventInventoryReserved}},
+		{Name: "payment-on-order", Context: relay.ContextOrder, Handle: p.paymentOnOrder,
+			Types: []string{orderflow.EventOrderCancelled}},
+		{Name: "payment-on-payment", Context: relay.ContextPayment, Handle: p.paymentOnPayment,
+			Types: []string{orderflow.EventPaymentCaptured}},
+		{Name: "order-on-order", Context: relay.ContextOrder, Handle: p.orderOnOrder,
+			Types: []string{orderflow.EventOrderPlaced}},
+		{Name: "order-on-inventory", Context: relay.ContextInventory, Handle: p.orderOnInventory,
+			Types: []string{orderflow.EventInventoryRejected}},
+		{Name: "order-on-payment", Context: relay.ContextPayment, Handle: p.orderOnPayment,
+			Types: []string{orderflow.EventPaymentCaptured, orderflow.EventPaymentFailed}},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -42,11 +43,14 @@ func newSaga(cfg Config, pool *pgxpool.Pool, store *eventstore.Store, selfURL st
 func sagaReactions(ctx context.Context, cfg Config, participants *saga.Participants, logger *slog.Logger) error {
 	var consumers []consumer
 	for _, reaction := range participants.Reactions() {
-		handle := reaction.Handle
+		handle, types := reaction.Handle, reaction.Types
 		consumers = append(consumers, consumer{
 			name: "saga." + reaction.Name, topic: relay.Topic(cfg.KafkaTopicPrefix, reaction.Context),
 			group: "orderflow.saga." + reaction.Name,
 			handle: func(msg *message.Message) error {
+				if t := msg.Metadata.Get(relay.HeaderType); t != "" && !slices.Contains(types, t) {
+					return nil // not one it reacts to: skipped without decoding
+				}
 				e, err := relay.EventFromHeaders(msg.Metadata, msg.Payload)
 				if err != nil {
 					return errors.Join(saga.ErrMalformed, err)
