@@ -7,6 +7,9 @@ BIN   := bin/orderflow
 # KAFKA_BROKERS or start the project's own server, and print the address.
 WITH_PG    = url=$$(scripts/postgres.sh) && export DATABASE_URL="$$url" &&
 WITH_KAFKA = brokers=$$(scripts/kafka.sh) && export KAFKA_BROKERS="$$brokers" &&
+# The gateway of `make run` verifies tokens with ORDERFLOW_JWT_SECRET; unless
+# it is set, scripts/jwt-secret.sh keeps a development one in .dev/jwt-secret.
+WITH_SECRET = secret=$$(scripts/jwt-secret.sh) && export ORDERFLOW_JWT_SECRET="$$secret" &&
 
 .PHONY: all build run test bench fuzz vet postgres postgres-stop kafka kafka-stop stop clean
 
@@ -15,9 +18,11 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/orderflow
 
-## run: bring up PostgreSQL and Kafka and serve every role on ORDERFLOW_HTTP_ADDR (default :8080)
+## run: bring up PostgreSQL and Kafka and serve every role behind the gateway on
+## ORDERFLOW_HTTP_ADDR (default :8080); the roles' own API listens on
+## ORDERFLOW_INTERNAL_ADDR (default 127.0.0.1:8081)
 run: build
-	@$(WITH_PG) $(WITH_KAFKA) exec ./$(BIN) serve
+	@$(WITH_PG) $(WITH_KAFKA) $(WITH_SECRET) exec ./$(BIN) serve
 
 ## test: every test, against the real PostgreSQL and Kafka
 test: vet

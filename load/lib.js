@@ -1,8 +1,8 @@
 // Settings and helpers shared by the k6 scripts in this directory.
 //
 // Environment (k6 run -e NAME=value, or the shell's environment):
-//   BASE_URL      where the API is (default http://localhost:8080: `make run`,
-//                 or the gateway that docker compose publishes)
+//   BASE_URL      where the API is (default http://localhost:8080: the gateway
+//                 of `make run`, or the one docker compose publishes)
 //   TOKEN         a customer's bearer token, sent with every request a
 //                 customer makes; CUSTOMER_ID must then be its subject. The
 //                 gateway limits each client (default 50 requests/s)
@@ -12,13 +12,16 @@
 //                 without TOKEN each virtual user is a customer of its own,
 //                 CUSTOMER_ID-<vu>, so the per-client limit applies per user
 //   JWT_SECRET    without TOKEN or ADMIN_TOKEN: mint the missing ones, HS256
-//                 with this secret, iss JWT_ISSUER and aud JWT_AUDIENCE, as
-//                 the gateway of docker-compose.yml checks them
+//                 with this secret, iss JWT_ISSUER and aud JWT_AUDIENCE
+//                 (default orderflow and orderflow-api, the binary's own
+//                 defaults; docker-compose.yml sets its own for the k6 service)
 //   SKUS          comma-separated SKUs ordered (default LOAD-SKU-1..5)
 //   SETUP_STOCK   "false" skips adding stock to the SKUs before the test
 //
-// Against `make run` (no gateway) no token is needed, and none is sent when
-// neither TOKEN nor JWT_SECRET is set.
+// Every request goes through the gateway, which wants a token: without TOKEN
+// and JWT_SECRET none is sent and the gateway answers 401. Against `make run`
+// pass JWT_SECRET=$(scripts/jwt-secret.sh); straight to a role's own API
+// (BASE_URL=http://127.0.0.1:8081 with `make run`) none is needed.
 import http from 'k6/http';
 import crypto from 'k6/crypto';
 import encoding from 'k6/encoding';
@@ -49,13 +52,14 @@ function mintToken(subject, role) {
     return '';
   }
   const now = Math.floor(Date.now() / 1000);
-  const claims = { sub: subject, role, iat: now, exp: now + 24 * 3600 };
-  if (__ENV.JWT_ISSUER) {
-    claims.iss = __ENV.JWT_ISSUER;
-  }
-  if (__ENV.JWT_AUDIENCE) {
-    claims.aud = __ENV.JWT_AUDIENCE;
-  }
+  const claims = {
+    sub: subject,
+    role,
+    iss: __ENV.JWT_ISSUER || 'orderflow',
+    aud: __ENV.JWT_AUDIENCE || 'orderflow-api',
+    iat: now,
+    exp: now + 24 * 3600,
+  };
   const header = encoding.b64encode(JSON.stringify({ alg: 'HS256', typ: 'JWT' }), 'rawurl');
   const payload = encoding.b64encode(JSON.stringify(claims), 'rawurl');
   const signature = crypto.hmac('sha256', secret, `${header}.${payload}`, 'base64rawurl');
