@@ -27,10 +27,42 @@ const (
 	gatewayAudience = "orderflow-bench-api"
 )
 
-// gatewayPoint is one open-loop run of the gateway section.
+// gatewayRound is how long each path runs in one round.
+const gatewayRound = 2 * time.Second
+
+// gatewayPoint is one path of the gateway section: its runs, one a round,
+// and their merged figures.
 type gatewayPoint struct {
-	name, note string
-	run        *loadRun
+	name, note  string
+	base, token string
+	runs        []*loadRun
+	run         *loadRun
+	rounds      int
+}
+
+// mergeRuns pools open-loop runs at the same rate: every latency of each,
+// every error, and the throughput over their windows together.
+func mergeRuns(runs []*loadRun) *loadRun {
+	out := &loadRun{Target: runs[0].Target, Rate: runs[0].Rate}
+	var lat, lag []time.Duration
+	var window float64 // seconds
+	for _, r := range runs {
+		out.Duration += r.Duration
+		out.OK += r.OK
+		if r.Achieved > 0 {
+			window += float64(r.OK) / r.Achieved
+		}
+		lat = append(lat, r.Latency...)
+		lag = append(lag, r.SendLag...)
+		out.Errors.n += r.Errors.n
+		out.Errors.sample = append(out.Errors.sample, r.Errors.sample...)
+	}
+	if window > 0 {
+		out.Achieved = float64(out.OK) / window
+	}
+	out.Latency, out.SendLag = summarise(lat), summarise(lag)
+	out.Errors.sample = out.Errors.sample[:min(3, len(out.Errors.sample))]
+	return out
 }
 
 // gatewaySection measures what the gateway adds to GET /v1/orders/{id}: the
@@ -100,32 +132,39 @@ func gatewaySection(ctx context.Context, log *slog.Logger, cfg config, m machine
 	}
 
 	points := []gatewayPoint{
-		{name: "direct to the query API", note: "no token"},
-		{name: "through the gateway, admin token", note: "one upstream call"},
-		{name: "through the gateway, customer token", note: "owner check, owner remembered: one upstream call"},
+		{name: "direct to the query API", note: "no token", base: backend.url},
+		{name: "through the gateway, admin token", note: "one upstream call", base: gw.gatewayURL, token: admin},
+		{name: "through the gateway, customer token", note: "owner check, owner remembered: one upstream call", base: gw.gatewayURL, token: customer},
 	}
-	targets := []struct{ base, token string }{{backend.url, ""}, {gw.gatewayURL, admin}, {gw.gatewayURL, customer}}
-	for i := range points {
+	// Short rounds of each path in turn rather than one long run each, so a
+	// change in the machine's background load reaches every path alike.
+	rounds := max(1, int(cfg.duration/gatewayRound))
+	for round := range rounds {
 		quiet, err := settle(ctx, m.Cores, settleLimit)
 		if err != nil {
 			return "", err
 		}
 		if !quiet {
-			notes = append(notes, fmt.Sprintf("the machine was still busy before %q; measured anyway", points[i].name))
+			notes = append(notes, fmt.Sprintf("the machine was still busy before round %d; measured anyway", round+1))
 		}
-		log.Info("gateway point", "point", points[i].name, "rate", gatewayRate, "duration", cfg.duration)
-		base, tok := targets[i].base, targets[i].token
-		points[i].run, err = openLoopWith(ctx, client, points[i].name, gatewayRate, cfg.warmup, cfg.duration,
-			func(ctx context.Context, c *http.Client, n int64) error {
-				return getOrder(ctx, c, base+"/v1/orders/"+ids[int(n)%len(ids)], tok)
-			})
-		if err != nil {
-			return "", err
+		for i := range points {
+			p := &points[i]
+			run, err := openLoopWith(ctx, client, p.name, gatewayRate, cfg.warmup, cfg.duration/time.Duration(rounds),
+				func(ctx context.Context, c *http.Client, n int64) error {
+					return getOrder(ctx, c, p.base+"/v1/orders/"+ids[int(n)%len(ids)], p.token)
+				})
+			if err != nil {
+				return "", err
+			}
+			p.runs = append(p.runs, run)
+			log.Info("gateway point", "point", p.name, "round", round+1, "ok_per_s", int(run.Achieved),
+				"p50", run.Latency.pct(0.5), "p99", run.Latency.pct(0.99), "errors", run.Errors.n)
 		}
-		r := points[i].run
-		log.Info("gateway point done", "point", points[i].name, "ok_per_s", int(r.Achieved),
-			"p50", r.Latency.pct(0.5), "p99", r.Latency.pct(0.99), "errors", r.Errors.n)
 	}
+	for i := range points {
+		points[i].run = mergeRuns(points[i].runs)
+	}
+	points[0].rounds = rounds
 	return renderGateway(cfg, m, points, notes), nil
 }
 
@@ -191,8 +230,8 @@ func renderGateway(cfg config, m machine, points []gatewayPoint, notes []string)
 	var b strings.Builder
 	b.WriteString("## Gateway overhead: GET /v1/orders/{id}\n\n")
 	b.WriteString(m.markdown())
-	fmt.Fprintf(&b, "- Each point: %s warm-up, %s measured, open loop at %d requests/s; %d seeded orders read round-robin\n",
-		cfg.warmup, cfg.duration, gatewayRate, gatewayOrders)
+	fmt.Fprintf(&b, "- Each path: %s measured at %d requests/s open loop, in %d rounds of %s (each after %s of warm-up), the three paths taking turns; %d seeded orders read round-robin\n",
+		cfg.duration, gatewayRate, points[0].rounds, cfg.duration/time.Duration(points[0].rounds), cfg.warmup, gatewayOrders)
 	if settings := inheritedSettings(); len(settings) > 0 {
 		fmt.Fprintf(&b, "- orderflow settings from the environment: `%s`\n", strings.Join(settings, " "))
 	}

@@ -2,8 +2,10 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -187,3 +189,22 @@ func TestRunsGateway(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+func TestMergeRuns(t *testing.T) {
+	t.Parallel()
+	a := &loadRun{Target: "t", Rate: 100, Duration: time.Second, OK: 100, Achieved: 100,
+		Latency: summarise([]time.Duration{3, 1}), SendLag: summarise([]time.Duration{1, 1})}
+	b := &loadRun{Target: "t", Rate: 100, Duration: time.Second, OK: 50, Achieved: 25, // over 2s
+		Latency: summarise([]time.Duration{2}), SendLag: summarise([]time.Duration{1})}
+	b.Errors.add(errors.New("status 503"))
+	m := mergeRuns([]*loadRun{a, b})
+	if m.OK != 150 || m.Achieved != 50 || m.Duration != 2*time.Second || m.Rate != 100 {
+		t.Fatalf("merged %+v, want 150 OK over 3s of windows (50/s) in 2s measured", m)
+	}
+	if !slices.Equal(m.Latency, latencies{1, 2, 3}) || len(m.SendLag) != 3 {
+		t.Fatalf("merged latencies %v, send lags %v", m.Latency, m.SendLag)
+	}
+	if m.Errors.n != 1 || len(m.Errors.problems()) != 1 {
+		t.Fatalf("merged errors %d %v", m.Errors.n, m.Errors.problems())
+	}
+}
