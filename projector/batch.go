@@ -117,7 +117,7 @@ func (en *Engine) applyLive(ctx context.Context, tx pgx.Tx, p Projection, events
 	}
 	type state struct {
 		cp     int64
-		stored bool // it has a checkpoint row, now locked
+		stored bool // it has a checkpoint row
 		parked bool
 	}
 	states := make(map[string]*state, len(streams))
@@ -126,9 +126,14 @@ func (en *Engine) applyLive(ctx context.Context, tx pgx.Tx, p Projection, events
 	}
 	b := &pgx.Batch{}
 	b.Queue(`select pg_advisory_xact_lock_shared(hashtextextended($1, 0))`, lockKey(p.Name()))
-	// Locks the existing checkpoints in stream order, so two transactions
-	// touching the same streams wait for each other, not deadlock.
-	b.Queue(`select stream_id, version from `+checkpoints(p, Live)+` where stream_id = any($1) order by stream_id for update`, streams).
+	// The checkpoints are read, not locked: the transaction writes nothing
+	// (and takes no transaction id) until the view's writes at its end. An
+	// open transaction holding an id keeps every newer event from the
+	// relay (it publishes below the oldest one), so a projection that wrote
+	// early would slow the very events it waits for. The checkpoint writes
+	// at the end check that nobody moved them meanwhile (errCheckpointMoved
+	// rolls everything back), which is what locking them would have done.
+	b.Queue(`select stream_id, version from `+checkpoints(p, Live)+` where stream_id = any($1)`, streams).
 		Query(func(rows pgx.Rows) error {
 			var (
 				s string
@@ -155,9 +160,9 @@ func (en *Engine) applyLive(ctx context.Context, tx pgx.Tx, p Projection, events
 
 	outs := make([]Outcome, len(events))
 	var (
-		decoded          []Event
-		moved, added     []string
-		movedTo, addedTo []int64
+		decoded                     []Event
+		moved, added                []string
+		movedFrom, movedTo, addedTo []int64
 	)
 	for i := 0; i < len(events); {
 		stream := events[i].StreamID
@@ -199,7 +204,7 @@ func (en *Engine) applyLive(ctx context.Context, tx pgx.Tx, p Projection, events
 				decoded = append(decoded, e)
 			}
 			if st.stored {
-				moved, movedTo = append(moved, stream), append(movedTo, last)
+				moved, movedFrom, movedTo = append(moved, stream), append(movedFrom, st.cp), append(movedTo, last)
 			} else {
 				added, addedTo = append(added, stream), append(addedTo, last)
 			}
@@ -215,11 +220,18 @@ func (en *Engine) applyLive(ctx context.Context, tx pgx.Tx, p Projection, events
 	b = &pgx.Batch{}
 	if len(moved) > 0 {
 		b.Queue(`update `+checkpoints(p, Live)+` c set version = u.version
-			from unnest($1::text[], $2::bigint[]) as u(stream_id, version) where c.stream_id = u.stream_id`, moved, movedTo)
+			from unnest($1::text[], $2::bigint[], $3::bigint[]) as u(stream_id, version, was)
+			where c.stream_id = u.stream_id and c.version = u.was`, moved, movedTo, movedFrom).
+			Exec(func(ct pgconn.CommandTag) error {
+				if ct.RowsAffected() != int64(len(moved)) {
+					return errCheckpointMoved
+				}
+				return nil
+			})
 	}
 	if len(added) > 0 {
-		// A stream first applied here has no row to lock: if another
-		// transaction inserts it meanwhile, this one must not count.
+		// If another transaction inserted one meanwhile, this one must not
+		// count.
 		b.Queue(`insert into `+checkpoints(p, Live)+` (stream_id, version)
 			select * from unnest($1::text[], $2::bigint[]) on conflict (stream_id) do nothing`, added, addedTo).
 			Exec(func(ct pgconn.CommandTag) error {

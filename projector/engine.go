@@ -163,6 +163,10 @@ func (en *Engine) Handle(ctx context.Context, p Projection, e eventstore.Event) 
 func transient(ctx context.Context, err error) bool {
 	var netErr net.Error
 	var connErr *pgconn.ConnectError
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001") { // deadlock, serialization failure
+		return true
+	}
 	return ctx.Err() != nil || errors.Is(err, errCheckpointMoved) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.As(err, &netErr) || errors.As(err, &connErr) || pgconn.SafeToRetry(err)
 }

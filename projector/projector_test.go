@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -409,4 +410,52 @@ func testPoison(t *testing.T, batched bool) {
 	if !batched && status.Parked[0].Version != 1 {
 		t.Fatalf("parked at version %d, want 1", status.Parked[0].Version)
 	}
+}
+
+// Two consumers handed the same events at once (a rebalance briefly gives a
+// partition to two group members) apply each event once: a transaction that
+// finds a checkpoint moved under it rolls back, and its retry finds the
+// events applied. Aggregates (daily sales, the saga timeline's steps) show a
+// double apply at once.
+func TestTwoConsumersOfTheSameEventsApplyThemOnce(t *testing.T) {
+	t.Parallel()
+	f := MustFixture(t)
+	rng := rand.New(rand.NewPCG(7, 42))
+	log := f.randomHistory(t, rng, 40)
+	model := decodeAll(t, log)
+	second, err := projector.NewEngine(f.pool, f.store, projector.EngineConfig{Attempts: 2, Backoff: time.Millisecond}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var retries atomic.Int64
+	// handle retries transient failures as the router does.
+	handle := func(en *projector.Engine, p projector.Projection, e eventstore.Event) {
+		for {
+			_, err := en.HandleBatched(ctx, p, e)
+			if err == nil {
+				return
+			}
+			retries.Add(1)
+			if retries.Load() > 100_000 {
+				t.Errorf("%s: %s@%d still failing: %v", p.Name(), e.StreamID, e.Version, err)
+				return
+			}
+		}
+	}
+	for _, p := range projector.All() {
+		var wg sync.WaitGroup
+		for _, en := range []*projector.Engine{f.engine, second} {
+			wg.Go(func() {
+				var inner sync.WaitGroup
+				for _, e := range log {
+					inner.Go(func() { handle(en, p, e) })
+				}
+				inner.Wait()
+			})
+		}
+		wg.Wait()
+		sameRows(t, p.Name()+": two consumers vs pure fold", snapshot(t, f, p), p.Model(model))
+	}
+	t.Logf("transient failures retried: %d", retries.Load())
 }
