@@ -144,15 +144,18 @@ func (g *Gateway) tooLarge(w http.ResponseWriter, r *http.Request) {
 		fmt.Sprintf("The body must be at most %d bytes.", g.cfg.MaxBodyBytes))
 }
 
-// upstreamHeader is r's header as an upstream gets it: the caller's identity
-// in ClientHeader and RoleHeader (any X-Orderflow-* the client sent is
-// dropped), no Authorization, the request id, a valid traceparent (a new
-// trace when the client sent none or a malformed one) and the
-// Idempotency-Key scoped to the client. An Idempotency-Key the command API
-// would refuse is refused here with the same 400, since a scoped copy of it
-// could otherwise pass.
+// upstreamHeader makes r's header what an upstream gets, in place (the
+// reverse proxy copies it): the caller's identity in ClientHeader and
+// RoleHeader (any X-Orderflow-* the client sent is dropped), no
+// Authorization, the request id, a valid traceparent (a new trace when the
+// client sent none or a malformed one) and the Idempotency-Key scoped to the
+// client. An Idempotency-Key the command API would refuse is refused here
+// with the same 400, since a scoped copy of it could otherwise pass.
 func upstreamHeader(r *http.Request, who identity) (http.Header, error) {
-	h := r.Header.Clone()
+	if r.Header == nil {
+		r.Header = http.Header{}
+	}
+	h := r.Header
 	for k := range h {
 		if len(k) >= len("X-Orderflow-") && strings.EqualFold(k[:len("X-Orderflow-")], "X-Orderflow-") {
 			delete(h, k)

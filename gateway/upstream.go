@@ -162,13 +162,16 @@ func (b *balancer) attempt(req *http.Request, br *breaker.Breaker, instance stri
 }
 
 // outbound is req addressed to instance. A second attempt gets a fresh copy
-// of the body.
+// of the body. The copy is shallow but for the URL: a RoundTripper does not
+// modify the request's header, so attempts can share it.
 func outbound(req *http.Request, instance string, again bool) (*http.Request, error) {
 	base, err := url.Parse(instance)
 	if err != nil || base.Host == "" {
 		return nil, fmt.Errorf("gateway: instance %q is not a base URL", instance)
 	}
-	out := req.Clone(req.Context())
+	out := req.WithContext(req.Context())
+	u := *req.URL
+	out.URL = &u
 	out.URL.Scheme, out.URL.Host = base.Scheme, base.Host
 	if p := strings.TrimSuffix(base.Path, "/"); p != "" {
 		out.URL.Path = p + req.URL.Path
