@@ -24,42 +24,51 @@ func (p *Participants) recordDeadline(ctx context.Context, id orderflow.OrderID,
 	return nil
 }
 
+// DeadlineLease is how long a claimed deadline belongs to the scheduler that
+// claimed it; one still unfired after that (its scheduler died) is claimed
+// again.
+const DeadlineLease = time.Minute
+
 // FireDeadlines cancels, with reason "timeout", the orders still pending at
 // their deadline, at most limit of them, and returns how many deadlines it
-// handled. Deadlines are claimed with row locks that skip locked rows, so
-// instances running side by side each fire different ones; an instance that
-// dies half-way leaves its rows to the next run, whose append is idempotent.
+// fired. It claims them first in one statement, skipping rows another
+// instance is claiming, so instances running side by side fire different
+// ones, and holds no transaction open while it appends. An instance that
+// dies half-way leaves its claims to expire (DeadlineLease); firing one again
+// appends nothing new, its command id being the deadline's.
 func (p *Participants) FireDeadlines(ctx context.Context, limit int) (int, error) {
+	now := p.now()
+	rows, err := p.pool.Query(ctx, `update saga_deadlines set claimed_at = $1
+		where order_id in (
+			select order_id from saga_deadlines
+			where fired_at is null and due_at <= $1 and (claimed_at is null or claimed_at <= $2)
+			order by due_at limit $3 for update skip locked)
+		returning order_id`, now, now.Add(-DeadlineLease), limit)
+	if err != nil {
+		return 0, fmt.Errorf("claim deadlines: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return 0, fmt.Errorf("claim deadlines: %w", err)
+	}
 	fired := 0
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `select order_id from saga_deadlines
-			where fired_at is null and due_at <= $1 order by due_at limit $2 for update skip locked`, p.now(), limit)
-		if err != nil {
-			return err
+	for _, raw := range ids {
+		id := orderflow.OrderID(raw)
+		// The deadline itself is the trigger: its command id is the same
+		// however often it fires.
+		trigger := eventstore.Event{ID: uuid.NewSHA1(uuid.NameSpaceOID, []byte("deadline:"+id.String())), StreamID: id.Stream()}
+		if err := p.react(ctx, trigger, "order:timeout", func(ctx context.Context) ([]Write, error) {
+			o, err := p.order(ctx, id)
+			return orderWrite(o, command.DecideSagaCancel(o, orderflow.ReasonTimeout, p.now())), err
+		}); err != nil {
+			return fired, fmt.Errorf("deadline of %s: %w", id, err)
 		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-		if err != nil {
-			return err
+		if _, err := p.pool.Exec(ctx, `update saga_deadlines set fired_at = now() where order_id = $1`, raw); err != nil {
+			return fired, fmt.Errorf("deadline of %s: %w", id, err)
 		}
-		for _, raw := range ids {
-			id := orderflow.OrderID(raw)
-			// The deadline itself is the trigger: its command id is the same
-			// however often it fires.
-			trigger := eventstore.Event{ID: uuid.NewSHA1(uuid.NameSpaceOID, []byte("deadline:"+id.String())), StreamID: id.Stream()}
-			if err := p.react(ctx, trigger, "order:timeout", func(ctx context.Context) ([]Write, error) {
-				o, err := p.order(ctx, id)
-				return orderWrite(o, command.DecideSagaCancel(o, orderflow.ReasonTimeout, p.now())), err
-			}); err != nil {
-				return fmt.Errorf("deadline of %s: %w", id, err)
-			}
-			if _, err := tx.Exec(ctx, `update saga_deadlines set fired_at = now() where order_id = $1`, raw); err != nil {
-				return err
-			}
-			fired++
-		}
-		return nil
-	})
-	return fired, err
+		fired++
+	}
+	return fired, nil
 }
 
 // RunDeadlines fires due deadlines every interval until ctx ends.
