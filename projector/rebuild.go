@@ -77,6 +77,9 @@ func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress f
 			return nil
 		}
 		err := pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, customPlans); err != nil {
+				return err
+			}
 			if len(wanted) > 0 {
 				if err := p.ApplyBatch(ctx, tx, Shadow, wanted); err != nil {
 					return err
@@ -278,6 +281,9 @@ func (en *Engine) deriveCheckpoints(ctx context.Context, p Projection, pos event
 // it. The shadow checkpoints up to pos are already derived.
 func (en *Engine) swap(ctx context.Context, p Projection, log Log, pos eventstore.Position, pr *Progress) error {
 	return pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, customPlans); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `select pg_advisory_xact_lock(hashtextextended($1, 0))`, lockKey(p.Name())); err != nil {
 			return err
 		}
