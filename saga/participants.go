@@ -63,6 +63,7 @@ type Participants struct {
 	// (keyed by the sorted SKU list): one append reserves them all, so a
 	// busy SKU is not limited to one reservation per commit.
 	reservers map[string]*batch.Batcher[toReserve, error]
+	deadlines *batch.Batcher[deadline, error]
 }
 
 // toReserve is an OrderPlaced waiting to be reserved.
@@ -77,9 +78,11 @@ func New(store EventStore, provider Provider, pool *pgxpool.Pool, now func() tim
 	if store == nil || provider == nil || pool == nil || now == nil || logger == nil {
 		return nil, errors.New("saga: New: nil dependency")
 	}
-	return &Participants{store: store, provider: provider, pool: pool, now: now, logger: logger,
+	p := &Participants{store: store, provider: provider, pool: pool, now: now, logger: logger,
 		stocks: map[orderflow.SKU]Stock{}, skuLocks: map[orderflow.SKU]*sync.Mutex{},
-		reservers: map[string]*batch.Batcher[toReserve, error]{}}, nil
+		reservers: map[string]*batch.Batcher[toReserve, error]{}}
+	p.deadlines = batch.New(1024, p.recordDeadlines)
+	return p, nil
 }
 
 // Reaction is one participant's handler for one topic: its name is its
