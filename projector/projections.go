@@ -142,6 +142,19 @@ func keys[K comparable, V any](m map[K]V) map[K]bool {
 	return out
 }
 
+// partition splits changed rows into those the view does not have yet
+// (fresh: they go in with COPY) and those it loaded (seen: upserted).
+func partition[K comparable, V any](changed []V, loaded map[K]bool, key func(V) K) (fresh, seen []V) {
+	for _, v := range changed {
+		if loaded[key(v)] {
+			seen = append(seen, v)
+		} else {
+			fresh = append(fresh, v)
+		}
+	}
+	return fresh, seen
+}
+
 // uuids returns ids as query arguments.
 func uuids(ids []orderflow.OrderID) []pgtype.UUID {
 	out := make([]pgtype.UUID, len(ids))
@@ -223,14 +236,7 @@ func (OrderDetails) ApplyBatch(ctx context.Context, tx pgx.Tx, t Tables, events 
 	changed := foldOrders(ids, groups, rows)
 	// Orders new to the view go in with COPY, much cheaper than an upsert;
 	// the others are upserted.
-	var fresh, seen []*OrderView
-	for _, v := range changed {
-		if loaded[v.OrderID] {
-			seen = append(seen, v)
-		} else {
-			fresh = append(fresh, v)
-		}
-	}
+	fresh, seen := partition(changed, loaded, func(v *OrderView) orderflow.OrderID { return v.OrderID })
 	if len(fresh) > 0 {
 		if _, err := tx.CopyFrom(ctx, t.Identifier("order_details"),
 			[]string{"order_id", "customer_id", "status", "lines", "total_cents", "placed_at", "updated_at", "cancel_reason", "version"},
@@ -414,14 +420,7 @@ func (OrdersByCustomer) ApplyBatch(ctx context.Context, tx pgx.Tx, t Tables, eve
 	}
 	loaded := keys(rows)
 	changed := foldOrders(ids, groups, rows)
-	var fresh, seen []*OrderView
-	for _, v := range changed {
-		if loaded[v.OrderID] {
-			seen = append(seen, v)
-		} else {
-			fresh = append(fresh, v)
-		}
-	}
+	fresh, seen := partition(changed, loaded, func(v *OrderView) orderflow.OrderID { return v.OrderID })
 	if len(fresh) > 0 { // new to the view: COPY
 		if _, err := tx.CopyFrom(ctx, t.Identifier("orders_by_customer"),
 			[]string{"order_id", "customer_id", "status", "total_cents", "placed_at", "version"},
@@ -685,14 +684,7 @@ func (DailySales) ApplyBatch(ctx context.Context, tx pgx.Tx, t Tables, events []
 	}
 	loaded := keys(rows)
 	changed, days := foldSales(ids, groups, rows)
-	var fresh, seen []orderflow.OrderID
-	for _, id := range changed {
-		if loaded[id] {
-			seen = append(seen, id)
-		} else {
-			fresh = append(fresh, id)
-		}
-	}
+	fresh, seen := partition(changed, loaded, func(id orderflow.OrderID) orderflow.OrderID { return id })
 	if len(fresh) > 0 { // new to the view: COPY
 		if _, err := tx.CopyFrom(ctx, t.Identifier("sales_orders"), []string{"order_id", "day", "total_cents", "status", "version"},
 			pgx.CopyFromSlice(len(fresh), func(i int) ([]any, error) {

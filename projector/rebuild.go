@@ -126,6 +126,22 @@ func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress f
 	return nil
 }
 
+// decodeWanted decodes the events p wants, in their order.
+func decodeWanted(p Projection, events []eventstore.Event) ([]Event, error) {
+	var out []Event
+	for _, r := range events {
+		if !Wants(p, r.StreamID) {
+			continue
+		}
+		e, err := Decode(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
 // replayPart is one read of the log, decoded: the events p wants, how many
 // the read returned, and the position of its last one.
 type replayPart struct {
@@ -147,15 +163,8 @@ func readAhead(ctx context.Context, p Projection, log Log, pos eventstore.Positi
 			return nil
 		}
 		part := replayPart{read: len(events), last: events[len(events)-1].Position}
-		for _, r := range events {
-			if !Wants(p, r.StreamID) {
-				continue
-			}
-			e, err := Decode(r)
-			if err != nil {
-				return err
-			}
-			part.wanted = append(part.wanted, e)
+		if part.wanted, err = decodeWanted(p, events); err != nil {
+			return err
 		}
 		select {
 		case parts <- part:
@@ -219,35 +228,27 @@ func (en *Engine) startRebuild(ctx context.Context, p Projection) (eventstore.Po
 // per-event check is needed. (The replay before the swap writes no
 // checkpoints: deriveCheckpoints makes them from the log in one statement.)
 func (en *Engine) applyChunk(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.Event) error {
+	wanted, err := decodeWanted(p, events)
+	if err != nil || len(wanted) == 0 {
+		return err
+	}
 	var (
-		wanted   []Event
 		streams  []string
 		versions []int64
 		last     = map[string]int{}
 	)
-	for _, r := range events {
-		if !Wants(p, r.StreamID) {
+	for _, e := range wanted {
+		if i, ok := last[e.StreamID]; ok {
+			versions[i] = e.Version
 			continue
 		}
-		e, err := Decode(r)
-		if err != nil {
-			return err
-		}
-		wanted = append(wanted, e)
-		if i, ok := last[r.StreamID]; ok {
-			versions[i] = r.Version
-			continue
-		}
-		last[r.StreamID] = len(streams)
-		streams, versions = append(streams, r.StreamID), append(versions, r.Version)
-	}
-	if len(wanted) == 0 {
-		return nil
+		last[e.StreamID] = len(streams)
+		streams, versions = append(streams, e.StreamID), append(versions, e.Version)
 	}
 	if err := p.ApplyBatch(ctx, tx, Shadow, wanted); err != nil {
 		return err
 	}
-	_, err := tx.Exec(ctx, `insert into `+checkpoints(p, Shadow)+` (stream_id, version)
+	_, err = tx.Exec(ctx, `insert into `+checkpoints(p, Shadow)+` (stream_id, version)
 		select * from unnest($1::text[], $2::bigint[])
 		on conflict (stream_id) do update set version = excluded.version`, streams, versions)
 	return err
