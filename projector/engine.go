@@ -45,6 +45,9 @@ type EngineConfig struct {
 	// Backoff is the wait before the first retry, doubled each time
 	// (default 50ms).
 	Backoff time.Duration
+	// RebuildChunk is how many events of the log a rebuild reads at a time
+	// (default RebuildChunk).
+	RebuildChunk int
 }
 
 // Engine applies events to projections with their checkpoints.
@@ -71,6 +74,9 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, cfg EngineConfig, logger *
 	}
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = 50 * time.Millisecond
+	}
+	if cfg.RebuildChunk <= 0 {
+		cfg.RebuildChunk = RebuildChunk
 	}
 	return &Engine{
 		pool: pool, store: store, cfg: cfg, logger: logger, batchers: map[string]*batch.Batcher[eventstore.Event, result]{},

@@ -459,3 +459,75 @@ func TestTwoConsumersOfTheSameEventsApplyThemOnce(t *testing.T) {
 	}
 	t.Logf("transient failures retried: %d", retries.Load())
 }
+
+// A rebuild meeting an event that does not decode parks its stream, as the
+// live projection does, and finishes: the other streams are rebuilt, the
+// parked stream keeps what came before the bad event, and the live
+// projection then skips it. Read in chunks of 3, the bad event falls in the
+// replay; in one chunk, in the swap's catch-up.
+func TestRebuildParksAnUndecodableEvent(t *testing.T) {
+	t.Parallel()
+	for _, chunk := range []int{3, 0} {
+		t.Run(fmt.Sprintf("chunk=%d", chunk), func(t *testing.T) {
+			t.Parallel()
+			f := MustFixture(t)
+			engine, err := projector.NewEngine(f.pool, f.store, projector.EngineConfig{Attempts: 2, Backoff: time.Millisecond, RebuildChunk: chunk}, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+			place := func(id orderflow.OrderID) {
+				f.appendEvent(t, id.Stream(), orderflow.OrderPlaced{OrderID: id, CustomerID: "c", Lines: []orderflow.OrderLine{{SKU: "A", Quantity: 1, UnitPriceCents: 5}}, TotalCents: 5, PlacedAt: at})
+			}
+			var good []orderflow.OrderID
+			for range 4 {
+				id := orderflow.NewOrderID()
+				place(id)
+				good = append(good, id)
+			}
+			bad := orderflow.NewOrderID()
+			place(bad)
+			// A cancellation whose payload this build cannot read, then a
+			// readable one that must be skipped with its stream.
+			if _, err := f.store.Append(context.Background(), eventstore.Append{Streams: []eventstore.StreamAppend{{
+				StreamID: bad.Stream(), Expected: eventstore.Any,
+				Events: []eventstore.EventData{{Type: orderflow.EventOrderCancelled, SchemaVersion: 1, Data: []byte(`{"order_id":42}`)}},
+			}}}); err != nil {
+				t.Fatal(err)
+			}
+			f.appendEvent(t, bad.Stream(), orderflow.OrderCancelled{OrderID: bad, Reason: "r", CancelledAt: at})
+			for _, id := range good {
+				f.appendEvent(t, id.Stream(), orderflow.OrderCancelled{OrderID: id, Reason: "r", CancelledAt: at})
+			}
+
+			p := projector.OrderDetails{}
+			if err := engine.Rebuild(context.Background(), p, f.store, nil); err != nil {
+				t.Fatalf("rebuild with an undecodable event: %v", err)
+			}
+			for _, id := range good {
+				if v, err := projector.LoadOrder(context.Background(), f.pool, projector.Live, id); err != nil || v == nil || v.Status != projector.StatusCancelled {
+					t.Fatalf("order %s after the rebuild = %+v, %v; want cancelled", id, v, err)
+				}
+			}
+			v, err := projector.LoadOrder(context.Background(), f.pool, projector.Live, bad)
+			if err != nil || v == nil || v.Status != projector.StatusPending || v.Version != 1 {
+				t.Fatalf("parked order = %+v, %v; want pending at version 1, as before the bad event", v, err)
+			}
+			status, err := engine.Status(context.Background(), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(status.Parked) != 1 || status.Parked[0].StreamID != bad.Stream() || status.Parked[0].Version != 2 {
+				t.Fatalf("parked after the rebuild = %+v, want %s at version 2", status.Parked, bad.Stream())
+			}
+			// Live, the parked stream's events are skipped.
+			events, err := f.store.ReadStream(context.Background(), bad.Stream(), 3, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out, err := engine.Handle(context.Background(), p, events[0]); err != nil || out != projector.Skipped {
+				t.Fatalf("live event of the parked stream: %v, %v; want skipped", out, err)
+			}
+		})
+	}
+}

@@ -25,7 +25,8 @@ type Progress struct {
 	Done       bool
 }
 
-// RebuildChunk is how many events of the log one rebuild read takes.
+// RebuildChunk is how many events of the log one rebuild read takes, unless
+// EngineConfig says otherwise.
 const RebuildChunk = 10_000
 
 // rebuildTxEvents is about how many events of the log one rebuild
@@ -59,16 +60,21 @@ func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress f
 	}
 	report()
 
+	ps, err := loadPoison(ctx, en.pool, p)
+	if err != nil {
+		return fmt.Errorf("rebuild %s: %w", p.Name(), err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	parts := make(chan replayPart, 4)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(parts)
-		readErr <- readAhead(ctx, p, log, pos, parts)
+		readErr <- readAhead(ctx, p, log, pos, en.cfg.RebuildChunk, ps, parts)
 	}()
 	var (
 		wanted []Event
+		parked []parkedEvent
 		n      int64
 		last   eventstore.Position
 	)
@@ -78,6 +84,9 @@ func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress f
 		}
 		err := pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, customPlans); err != nil {
+				return err
+			}
+			if err := park(ctx, tx, p, parked); err != nil {
 				return err
 			}
 			if len(wanted) > 0 {
@@ -95,12 +104,13 @@ func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress f
 		pos = last
 		pr.Read += n
 		pr.Total = max(pr.Total, pr.Read)
-		wanted, n = nil, 0
+		wanted, parked, n = nil, nil, 0
 		report()
 		return nil
 	}
 	for part := range parts {
 		wanted = append(wanted, part.wanted...)
+		parked = append(parked, part.parked...)
 		n += int64(part.read)
 		last = part.last
 		if n >= rebuildTxEvents {
@@ -126,26 +136,86 @@ func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress f
 	return nil
 }
 
-// decodeWanted decodes the events p wants, in their order.
-func decodeWanted(p Projection, events []eventstore.Event) ([]Event, error) {
+// poison is what a rebuild does with events that do not decode: it parks
+// their stream, as the live projection does, and skips the stream's later
+// events, so one bad event cannot stop a rebuild (or the projector's
+// start-up backfill). The swap hands the parked streams to the live
+// projection; a later rebuild, with a build that reads them, clears them.
+type poison struct {
+	skip   map[string]bool
+	parked []parkedEvent // parked since the last take
+}
+
+type parkedEvent struct {
+	stream  string
+	version int64
+	cause   string
+}
+
+// loadPoison returns the streams an interrupted rebuild of p parked already.
+func loadPoison(ctx context.Context, q Querier, p Projection) (*poison, error) {
+	rows, err := q.Query(ctx, `select stream_id from projection_parked where projection = $1`, parkedKey(p, Shadow))
+	if err != nil {
+		return nil, err
+	}
+	streams, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	ps := &poison{skip: map[string]bool{}}
+	for _, s := range streams {
+		ps.skip[s] = true
+	}
+	return ps, nil
+}
+
+// decodeWanted decodes the events p wants, in their order, leaving out
+// parked streams and parking the stream of an event that does not decode.
+func (ps *poison) decodeWanted(p Projection, events []eventstore.Event) []Event {
 	var out []Event
 	for _, r := range events {
-		if !Wants(p, r.StreamID) {
+		if !Wants(p, r.StreamID) || ps.skip[r.StreamID] {
 			continue
 		}
 		e, err := Decode(r)
 		if err != nil {
-			return nil, err
+			ps.skip[r.StreamID] = true
+			ps.parked = append(ps.parked, parkedEvent{stream: r.StreamID, version: r.Version, cause: err.Error()})
+			continue
 		}
 		out = append(out, e)
 	}
-	return out, nil
+	return out
 }
 
-// replayPart is one read of the log, decoded: the events p wants, how many
-// the read returned, and the position of its last one.
+// take returns the streams parked since the last take.
+func (ps *poison) take() []parkedEvent {
+	out := ps.parked
+	ps.parked = nil
+	return out
+}
+
+// park records parked streams of p's shadow in tx.
+func park(ctx context.Context, tx pgx.Tx, p Projection, parked []parkedEvent) error {
+	if len(parked) == 0 {
+		return nil
+	}
+	streams, versions, causes := make([]string, len(parked)), make([]int64, len(parked)), make([]string, len(parked))
+	for i, k := range parked {
+		streams[i], versions[i], causes[i] = k.stream, k.version, k.cause
+	}
+	_, err := tx.Exec(ctx, `insert into projection_parked (projection, stream_id, version, error)
+		select $1, * from unnest($2::text[], $3::bigint[], $4::text[]) on conflict (projection, stream_id) do nothing`,
+		parkedKey(p, Shadow), streams, versions, causes)
+	return err
+}
+
+// replayPart is one read of the log, decoded: the events p wants, the
+// streams it parked, how many events the read returned, and the position of
+// its last one.
 type replayPart struct {
 	wanted []Event
+	parked []parkedEvent
 	read   int
 	last   eventstore.Position
 }
@@ -153,19 +223,18 @@ type replayPart struct {
 // readAhead reads the log after pos in full chunks and sends them decoded,
 // until a read comes back short: the rest is left to the swap, which applies
 // it under the projection's lock.
-func readAhead(ctx context.Context, p Projection, log Log, pos eventstore.Position, parts chan<- replayPart) error {
+func readAhead(ctx context.Context, p Projection, log Log, pos eventstore.Position, chunk int, ps *poison, parts chan<- replayPart) error {
 	for {
-		events, err := log.ReadAll(ctx, pos, RebuildChunk)
+		events, err := log.ReadAll(ctx, pos, chunk)
 		if err != nil {
 			return err
 		}
-		if len(events) < RebuildChunk {
+		if len(events) < chunk {
 			return nil
 		}
 		part := replayPart{read: len(events), last: events[len(events)-1].Position}
-		if part.wanted, err = decodeWanted(p, events); err != nil {
-			return err
-		}
+		part.wanted = ps.decodeWanted(p, events)
+		part.parked = ps.take()
 		select {
 		case parts <- part:
 		case <-ctx.Done():
@@ -227,9 +296,9 @@ func (en *Engine) startRebuild(ctx context.Context, p Projection) (eventstore.Po
 // order per stream with no repeats, following the shadow checkpoints, so no
 // per-event check is needed. (The replay before the swap writes no
 // checkpoints: deriveCheckpoints makes them from the log in one statement.)
-func (en *Engine) applyChunk(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.Event) error {
-	wanted, err := decodeWanted(p, events)
-	if err != nil || len(wanted) == 0 {
+func (en *Engine) applyChunk(ctx context.Context, tx pgx.Tx, p Projection, ps *poison, events []eventstore.Event) error {
+	wanted := ps.decodeWanted(p, events)
+	if err := park(ctx, tx, p, ps.take()); err != nil || len(wanted) == 0 {
 		return err
 	}
 	var (
@@ -248,7 +317,7 @@ func (en *Engine) applyChunk(ctx context.Context, tx pgx.Tx, p Projection, event
 	if err := p.ApplyBatch(ctx, tx, Shadow, wanted); err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `insert into `+checkpoints(p, Shadow)+` (stream_id, version)
+	_, err := tx.Exec(ctx, `insert into `+checkpoints(p, Shadow)+` (stream_id, version)
 		select * from unnest($1::text[], $2::bigint[])
 		on conflict (stream_id) do update set version = excluded.version`, streams, versions)
 	return err
@@ -288,15 +357,19 @@ func (en *Engine) swap(ctx context.Context, p Projection, log Log, pos eventstor
 		if _, err := tx.Exec(ctx, `select pg_advisory_xact_lock(hashtextextended($1, 0))`, lockKey(p.Name())); err != nil {
 			return err
 		}
+		ps, err := loadPoison(ctx, tx, p)
+		if err != nil {
+			return err
+		}
 		for { // the rest of the log
-			events, err := log.ReadAll(ctx, pos, RebuildChunk)
+			events, err := log.ReadAll(ctx, pos, en.cfg.RebuildChunk)
 			if err != nil {
 				return err
 			}
 			if len(events) == 0 {
 				break
 			}
-			if err := en.applyChunk(ctx, tx, p, events); err != nil {
+			if err := en.applyChunk(ctx, tx, p, ps, events); err != nil {
 				return err
 			}
 			pos = events[len(events)-1].Position
@@ -334,7 +407,7 @@ func (en *Engine) swap(ctx context.Context, p Projection, log Log, pos eventstor
 			if err != nil {
 				return err
 			}
-			if err := en.applyChunk(ctx, tx, p, missing); err != nil {
+			if err := en.applyChunk(ctx, tx, p, ps, missing); err != nil {
 				return err
 			}
 		}
