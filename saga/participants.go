@@ -444,8 +444,8 @@ func (p *Participants) paymentOnInventory(ctx context.Context, e eventstore.Even
 func (p *Participants) refund(ctx context.Context, trigger eventstore.Event, id orderflow.OrderID) error {
 	return p.react(ctx, trigger, "payment:refund", func(ctx context.Context) ([]Write, error) {
 		o, err := p.order(ctx, id)
-		if err != nil {
-			return nil, err
+		if err != nil || o.Status != command.StatusCancelled {
+			return nil, err // only a cancelled order is refunded: no need to read its payment
 		}
 		pay, err := p.payment(ctx, id)
 		if err != nil || !ShouldRefund(string(o.Status), pay) {
