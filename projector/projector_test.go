@@ -500,6 +500,9 @@ func TestRebuildParksAnUndecodableEvent(t *testing.T) {
 				f.appendEvent(t, id.Stream(), orderflow.OrderCancelled{OrderID: id, Reason: "r", CancelledAt: at})
 			}
 
+			// Every event below the snapshot horizon first: a rebuild leaves
+			// what it cannot see yet to the live projection, and none runs here.
+			f.readLog(t)
 			p := projector.OrderDetails{}
 			if err := engine.Rebuild(context.Background(), p, f.store, nil); err != nil {
 				t.Fatalf("rebuild with an undecodable event: %v", err)
