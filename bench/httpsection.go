@@ -181,8 +181,8 @@ type child struct {
 	// gatewayURL is the gateway's, when the child runs it.
 	gatewayURL string
 	logPath    string
-	exited  chan struct{} // closed when the process has been waited for
-	waitErr error         // valid once exited is closed
+	exited     chan struct{} // closed when the process has been waited for
+	waitErr    error         // valid once exited is closed
 }
 
 // startOrderflow starts `bin serve` on free local ports against databaseURL
