@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -107,7 +106,7 @@ func (g *Gateway) authenticate(r *http.Request) (identity, error) {
 		return identity{}, errNoToken
 	}
 	key := sha256.Sum256([]byte(token))
-	if who, ok := g.tokens.get(key, time.Now()); ok {
+	if who, ok := g.tokens.identity(key, time.Now()); ok {
 		return who, nil
 	}
 	var c claims
@@ -121,7 +120,7 @@ func (g *Gateway) authenticate(r *http.Request) (identity, error) {
 		return identity{}, errBadRole
 	}
 	who := identity{client: c.Subject, role: c.Role}
-	g.tokens.put(key, who, c.ExpiresAt.Time)
+	g.tokens.put(key, verified{who: who, expires: c.ExpiresAt.Time})
 	return who, nil
 }
 
@@ -131,11 +130,9 @@ const maxCachedTokens = 10_000
 // tokenCache remembers the identity of tokens the gateway has verified,
 // keyed by their SHA-256, until they expire: a client's next request costs
 // a hash and a map lookup instead of a JSON decode and an HMAC. Only valid
-// tokens are remembered; when full, an arbitrary entry makes room. It is
-// safe for concurrent use.
+// tokens are remembered; when full, an arbitrary entry makes room.
 type tokenCache struct {
-	mu     sync.RWMutex
-	tokens map[[sha256.Size]byte]verified
+	*boundedCache[[sha256.Size]byte, verified]
 }
 
 type verified struct {
@@ -143,32 +140,18 @@ type verified struct {
 	expires time.Time
 }
 
-func newTokenCache() *tokenCache {
-	return &tokenCache{tokens: map[[sha256.Size]byte]verified{}}
+func newTokenCache() tokenCache {
+	return tokenCache{newBoundedCache[[sha256.Size]byte, verified](maxCachedTokens)}
 }
 
-// get returns the identity of a token verified before that has not expired
-// at now.
-func (c *tokenCache) get(key [sha256.Size]byte, now time.Time) (identity, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	v, ok := c.tokens[key]
+// identity returns the identity of a token verified before that has not
+// expired at now.
+func (c tokenCache) identity(key [sha256.Size]byte, now time.Time) (identity, bool) {
+	v, ok := c.get(key)
 	if !ok || !now.Before(v.expires) {
 		return identity{}, false
 	}
 	return v.who, true
-}
-
-func (c *tokenCache) put(key [sha256.Size]byte, who identity, expires time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.tokens[key]; !ok && len(c.tokens) >= maxCachedTokens {
-		for evict := range c.tokens { // map order is random
-			delete(c.tokens, evict)
-			break
-		}
-	}
-	c.tokens[key] = verified{who: who, expires: expires}
 }
 
 // key hands the parser the HMAC secret, and only for an HS256 token: the

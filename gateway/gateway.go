@@ -164,7 +164,7 @@ type Gateway struct {
 	health   *httpapi.Health
 	handler  http.Handler
 	owners   *ownerCache
-	tokens   *tokenCache
+	tokens   tokenCache
 }
 
 // New returns a Gateway that sends requests to the instances upstreams

@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/golang-jwt/jwt/v5"
@@ -462,35 +461,11 @@ func (g *Gateway) orderOwner(r *http.Request, who identity, id orderflow.OrderID
 // maxCachedOwners bounds the ownerCache: about 100 bytes an entry.
 const maxCachedOwners = 100_000
 
-// ownerCache remembers the customer of each order the gateway has looked up.
-// An order's customer is set when it is placed and never changes, so an
+// ownerCache remembers the customer of each order the gateway has looked
+// up. An order's customer is set when it is placed and never changes, so an
 // entry never goes stale; only orders that exist are remembered, so an
 // order placed after a 404 is found. When full, an arbitrary entry makes
-// room. It is safe for concurrent use.
-type ownerCache struct {
-	mu     sync.RWMutex
-	owners map[orderflow.OrderID]string
-}
+// room.
+type ownerCache = boundedCache[orderflow.OrderID, string]
 
-func newOwnerCache() *ownerCache {
-	return &ownerCache{owners: map[orderflow.OrderID]string{}}
-}
-
-func (c *ownerCache) get(id orderflow.OrderID) (string, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	owner, ok := c.owners[id]
-	return owner, ok
-}
-
-func (c *ownerCache) put(id orderflow.OrderID, owner string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.owners[id]; !ok && len(c.owners) >= maxCachedOwners {
-		for evict := range c.owners { // map order is random
-			delete(c.owners, evict)
-			break
-		}
-	}
-	c.owners[id] = owner
-}
+func newOwnerCache() *ownerCache { return newBoundedCache[orderflow.OrderID, string](maxCachedOwners) }
