@@ -52,7 +52,7 @@ func (en *Engine) batcherFor(p Projection) *batch.Batcher[eventstore.Event, resu
 // committed (or failed), or when ctx ends.
 func (en *Engine) HandleBatched(ctx context.Context, p Projection, e eventstore.Event) (Outcome, error) {
 	if !Wants(p, e.StreamID) {
-		en.outcomes.WithLabelValues(p.Name(), Skipped.String()).Inc()
+		en.observe(p, e, Skipped)
 		return Skipped, nil
 	}
 	r, err := en.batcherFor(p).Do(ctx, e)
@@ -91,10 +91,7 @@ func (en *Engine) applyBatch(p Projection, events []eventstore.Event) []result {
 	case err == nil:
 		for i, j := range order {
 			results[j].out = outs[i]
-			en.outcomes.WithLabelValues(p.Name(), outs[i].String()).Inc()
-			if outs[i] == Applied {
-				en.freshness.WithLabelValues(p.Name()).Observe(time.Since(sorted[i].RecordedAt).Seconds())
-			}
+			en.observe(p, sorted[i], outs[i])
 		}
 	case transient(ctx, err):
 		for i := range results {

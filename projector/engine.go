@@ -137,10 +137,7 @@ func (en *Engine) Handle(ctx context.Context, p Projection, e eventstore.Event) 
 		var out Outcome
 		out, err = en.applyOne(ctx, p, e)
 		if err == nil {
-			en.outcomes.WithLabelValues(p.Name(), out.String()).Inc()
-			if out == Applied {
-				en.freshness.WithLabelValues(p.Name()).Observe(time.Since(e.RecordedAt).Seconds())
-			}
+			en.observe(p, e, out)
 			return out, nil
 		}
 		if transient(ctx, err) {
@@ -163,6 +160,14 @@ func (en *Engine) Handle(ctx context.Context, p Projection, e eventstore.Event) 
 	en.outcomes.WithLabelValues(p.Name(), Parked.String()).Inc()
 	en.logger.Error("projection parked a stream", "projection", p.Name(), "stream", e.StreamID, "version", e.Version, "err", err)
 	return Parked, nil
+}
+
+// observe counts what was done with e, and the freshness of an applied one.
+func (en *Engine) observe(p Projection, e eventstore.Event, out Outcome) {
+	en.outcomes.WithLabelValues(p.Name(), out.String()).Inc()
+	if out == Applied {
+		en.freshness.WithLabelValues(p.Name()).Observe(time.Since(e.RecordedAt).Seconds())
+	}
 }
 
 // transient reports errors worth retrying later rather than parking for.
