@@ -3,6 +3,7 @@ package projector
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -112,6 +113,10 @@ func (en *Engine) applyBatch(p Projection, events []eventstore.Event) []result {
 // versions missing between the checkpoint and the newest event are read from
 // the event store; a parked stream is skipped. It takes the shared side of
 // the projection's lock, so a rebuild can swap tables under it.
+//
+// A stream's checkpoint is its row in p's checkpoint table or, if it has
+// none, its last version at or before the position the last rebuild
+// replayed to (see replayedCheckpoints).
 func (en *Engine) applyLive(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.Event) ([]Outcome, error) {
 	var streams []string
 	for _, e := range events {
@@ -119,18 +124,23 @@ func (en *Engine) applyLive(ctx context.Context, tx pgx.Tx, p Projection, events
 			streams = append(streams, e.StreamID)
 		}
 	}
-	type state struct {
-		cp     int64
-		stored bool // it has a checkpoint row
-		parked bool
-	}
-	states := make(map[string]*state, len(streams))
+	states := make(map[string]*streamState, len(streams))
 	for _, s := range streams {
-		states[s] = &state{}
+		states[s] = &streamState{}
 	}
+	var replayed eventstore.Position
 	b := &pgx.Batch{}
 	b.Queue(customPlans)
 	b.Queue(`select pg_advisory_xact_lock_shared(hashtextextended($1, 0))`, lockKey(p.Name()))
+	// Read under the lock, so it belongs to the tables this transaction
+	// writes: a swap changes both at once.
+	b.Queue(`select replayed_tx_id, replayed_seq from projection_builds where projection = $1`, p.Name()).
+		QueryRow(func(row pgx.Row) error {
+			if err := row.Scan(&replayed.TxID, &replayed.Seq); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			return nil
+		})
 	// The checkpoints are read, not locked: the transaction writes nothing
 	// (and takes no transaction id) until the view's writes at its end. An
 	// open transaction holding an id keeps every newer event from the
@@ -160,6 +170,9 @@ func (en *Engine) applyLive(ctx context.Context, tx pgx.Tx, p Projection, events
 			return err
 		})
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("checkpoints: %w", err)
+	}
+	if err := replayedCheckpoints(ctx, tx, events, states, replayed); err != nil {
 		return nil, fmt.Errorf("checkpoints: %w", err)
 	}
 
@@ -250,4 +263,58 @@ func (en *Engine) applyLive(ctx context.Context, tx pgx.Tx, p Projection, events
 		return nil, fmt.Errorf("checkpoints: %w", err)
 	}
 	return outs, nil
+}
+
+// streamState is what a live batch knows of one stream's checkpoint.
+type streamState struct {
+	cp     int64
+	stored bool // it has a checkpoint row
+	parked bool
+}
+
+// replayedCheckpoints sets the checkpoint of each stream of events that has
+// no row: its last version at or before replayed, the position up to which
+// the last rebuild applied the whole log. Mostly the batch itself tells: an
+// event at or before replayed was applied, and a stream's first event past
+// it that follows on from such an event (or is its stream's first) starts
+// right after the checkpoint. Only a stream whose first event past replayed
+// comes with nothing before it is looked up in the log, in one query.
+func replayedCheckpoints(ctx context.Context, tx pgx.Tx, events []eventstore.Event, states map[string]*streamState, replayed eventstore.Position) error {
+	var lookup []string
+	for i := 0; i < len(events); {
+		stream := events[i].StreamID
+		st := states[stream]
+		j := i
+		for j < len(events) && events[j].StreamID == stream {
+			j++
+		}
+		if !st.stored && !st.parked {
+			k := i
+			for k < j && events[k].Position.Compare(replayed) <= 0 {
+				st.cp = events[k].Version
+				k++
+			}
+			if k < j && events[k].Version != st.cp+1 {
+				lookup = append(lookup, stream)
+			}
+		}
+		i = j
+	}
+	if len(lookup) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `select stream_id, max(version) from events
+		where stream_id = any($1) and (tx_id, seq) <= ($2, $3) group by stream_id`, lookup, replayed.TxID, replayed.Seq)
+	if err != nil {
+		return err
+	}
+	var (
+		s string
+		v int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&s, &v}, func() error {
+		states[s].cp = v
+		return nil
+	})
+	return err
 }

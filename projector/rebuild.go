@@ -66,7 +66,9 @@ func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress f
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	parts := make(chan replayPart, 4)
+	// The reader may run a whole transaction ahead: while one transaction
+	// writes, the next one's events are read and decoded.
+	parts := make(chan replayPart, max(4, 2*rebuildTxEvents/en.cfg.RebuildChunk))
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(parts)
@@ -124,9 +126,6 @@ func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress f
 	}
 	if err := flush(); err != nil {
 		return fmt.Errorf("rebuild %s: %w", p.Name(), err)
-	}
-	if err := en.deriveCheckpoints(ctx, p, pos); err != nil {
-		return fmt.Errorf("rebuild %s: checkpoints: %w", p.Name(), err)
 	}
 	if err := en.swap(ctx, p, log, pos, &pr); err != nil {
 		return fmt.Errorf("rebuild %s: %w", p.Name(), err)
@@ -291,22 +290,30 @@ func (en *Engine) startRebuild(ctx context.Context, p Projection) (eventstore.Po
 	return pos, read, nil
 }
 
-// applyChunk applies the events p wants to its shadow tables and moves their
-// shadow checkpoints, for the swap's catch-up. The events come in version
-// order per stream with no repeats, following the shadow checkpoints, so no
-// per-event check is needed. (The replay before the swap writes no
-// checkpoints: deriveCheckpoints makes them from the log in one statement.)
-func (en *Engine) applyChunk(ctx context.Context, tx pgx.Tx, p Projection, ps *poison, events []eventstore.Event) error {
+// applyShadow applies the events p wants to its shadow tables and returns
+// them, decoded. The events come in version order per stream with no
+// repeats, following what the shadow tables hold, so no per-event check is
+// needed.
+func applyShadow(ctx context.Context, tx pgx.Tx, p Projection, ps *poison, events []eventstore.Event) ([]Event, error) {
 	wanted := ps.decodeWanted(p, events)
 	if err := park(ctx, tx, p, ps.take()); err != nil || len(wanted) == 0 {
-		return err
+		return nil, err
+	}
+	return wanted, p.ApplyBatch(ctx, tx, Shadow, wanted)
+}
+
+// checkpointShadow sets the shadow checkpoint of each stream of events to
+// its last version there.
+func checkpointShadow(ctx context.Context, tx pgx.Tx, p Projection, events []Event) error {
+	if len(events) == 0 {
+		return nil
 	}
 	var (
 		streams  []string
 		versions []int64
 		last     = map[string]int{}
 	)
-	for _, e := range wanted {
+	for _, e := range events {
 		if i, ok := last[e.StreamID]; ok {
 			versions[i] = e.Version
 			continue
@@ -314,41 +321,16 @@ func (en *Engine) applyChunk(ctx context.Context, tx pgx.Tx, p Projection, ps *p
 		last[e.StreamID] = len(streams)
 		streams, versions = append(streams, e.StreamID), append(versions, e.Version)
 	}
-	if err := p.ApplyBatch(ctx, tx, Shadow, wanted); err != nil {
-		return err
-	}
 	_, err := tx.Exec(ctx, `insert into `+checkpoints(p, Shadow)+` (stream_id, version)
 		select * from unnest($1::text[], $2::bigint[])
 		on conflict (stream_id) do update set version = excluded.version`, streams, versions)
 	return err
 }
 
-// deriveCheckpoints fills p's shadow checkpoints from the log: each stream's
-// last version up to pos, where the replay stopped. Nothing before pos can
-// still commit (the replay read only below the snapshot horizon), so the log
-// is final there. The rows go in sorted, which fills the primary key's
-// index in order (about 2.3 s for 800,000 streams against 5.2 s unsorted),
-// and without conflict handling unless an interrupted run left some.
-func (en *Engine) deriveCheckpoints(ctx context.Context, p Projection, pos eventstore.Position) error {
-	var resumed bool
-	if err := en.pool.QueryRow(ctx, `select exists (select 1 from `+checkpoints(p, Shadow)+`)`).Scan(&resumed); err != nil {
-		return err
-	}
-	onConflict := ""
-	if resumed {
-		onConflict = " on conflict (stream_id) do update set version = excluded.version"
-	}
-	_, err := en.pool.Exec(ctx, `insert into `+checkpoints(p, Shadow)+` (stream_id, version)
-		select stream_id, max(version) from events
-		where stream_id like any($1::text[]) and (tx_id, seq) <= ($2, $3)
-		group by stream_id order by stream_id`+onConflict,
-		likePrefixes(p.Prefixes()), pos.TxID, pos.Seq)
-	return err
-}
-
 // swap catches the shadow tables up and swaps them in, in one transaction
 // holding the projection's lock exclusively, so no live apply runs during
-// it. The shadow checkpoints up to pos are already derived.
+// it. It records the position the shadow tables hold the whole log up to:
+// a stream without a checkpoint row stands at its last version there.
 func (en *Engine) swap(ctx context.Context, p Projection, log Log, pos eventstore.Position, pr *Progress) error {
 	return pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, customPlans); err != nil {
@@ -369,47 +351,19 @@ func (en *Engine) swap(ctx context.Context, p Projection, log Log, pos eventstor
 			if len(events) == 0 {
 				break
 			}
-			if err := en.applyChunk(ctx, tx, p, ps, events); err != nil {
+			if _, err := applyShadow(ctx, tx, p, ps, events); err != nil {
 				return err
 			}
 			pos = events[len(events)-1].Position
 			pr.Read += int64(len(events))
 		}
-		// The live projection may have applied events that committed after
-		// the last read (their transactions were still open then): carry
-		// them over so the swap never loses a row the live view had.
-		rows, err := tx.Query(ctx, `select l.stream_id, coalesce(s.version, 0), l.version
-			from `+checkpoints(p, Live)+` l
-			left join `+checkpoints(p, Shadow)+` s on s.stream_id = l.stream_id
-			where l.version > coalesce(s.version, 0)`)
-		if err != nil {
+		// Events past pos that committed already but are not readable in
+		// the log's order yet (an older transaction is still open) may be
+		// in the live view: apply them too, with checkpoint rows, so the
+		// swap never loses a row the live view had. When the live
+		// projection gets them, they are duplicates.
+		if err := en.applyBeyond(ctx, tx, p, ps, pos); err != nil {
 			return err
-		}
-		type gap struct {
-			stream   string
-			from, to int64
-		}
-		var gaps []gap
-		for rows.Next() {
-			var g gap
-			if err := rows.Scan(&g.stream, &g.from, &g.to); err != nil {
-				rows.Close()
-				return err
-			}
-			gaps = append(gaps, g)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for _, g := range gaps {
-			missing, err := en.store.ReadStream(ctx, g.stream, g.from+1, int(g.to-g.from))
-			if err != nil {
-				return err
-			}
-			if err := en.applyChunk(ctx, tx, p, ps, missing); err != nil {
-				return err
-			}
 		}
 		for _, table := range tables(p) {
 			old := pgx.Identifier{table + "_old"}.Sanitize()
@@ -434,8 +388,45 @@ func (en *Engine) swap(ctx context.Context, p Projection, log Log, pos eventstor
 		if _, err := tx.Exec(ctx, `delete from projection_rebuilds where projection = $1`, p.Name()); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `insert into projection_builds (projection) values ($1)
-			on conflict (projection) do update set built_at = now()`, p.Name())
+		_, err = tx.Exec(ctx, `insert into projection_builds (projection, replayed_tx_id, replayed_seq) values ($1, $2, $3)
+			on conflict (projection) do update set built_at = now(), replayed_tx_id = $2, replayed_seq = $3`, p.Name(), pos.TxID, pos.Seq)
 		return err
 	})
+}
+
+// applyBeyond applies to p's shadow tables, with checkpoint rows, the events
+// of p's streams that committed past pos.
+func (en *Engine) applyBeyond(ctx context.Context, tx pgx.Tx, p Projection, ps *poison, pos eventstore.Position) error {
+	rows, err := tx.Query(ctx, `select stream_id, min(version), max(version) from events
+		where (tx_id, seq) > ($1, $2) and stream_id like any($3::text[]) group by stream_id`,
+		pos.TxID, pos.Seq, likePrefixes(p.Prefixes()))
+	if err != nil {
+		return err
+	}
+	type span struct {
+		stream   string
+		from, to int64
+	}
+	spans, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (span, error) {
+		var s span
+		err := row.Scan(&s.stream, &s.from, &s.to)
+		return s, err
+	})
+	if err != nil {
+		return err
+	}
+	for _, s := range spans {
+		events, err := en.store.ReadStream(ctx, s.stream, s.from, int(s.to-s.from+1))
+		if err != nil {
+			return err
+		}
+		applied, err := applyShadow(ctx, tx, p, ps, events)
+		if err != nil {
+			return err
+		}
+		if err := checkpointShadow(ctx, tx, p, applied); err != nil {
+			return err
+		}
+	}
+	return nil
 }

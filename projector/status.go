@@ -49,13 +49,21 @@ func (en *Engine) Status(ctx context.Context, p Projection) (Status, error) {
 	case !errors.Is(err, pgx.ErrNoRows):
 		return st, fmt.Errorf("status of %s: %w", p.Name(), err)
 	}
+	// A stream without a checkpoint row stands at its last version at or
+	// before the position the last rebuild replayed to.
 	if err := en.pool.QueryRow(ctx, `
-		select (select count(*) from `+checkpoints(p, Live)+`),
-		       count(e.*), coalesce(extract(epoch from now() - min(e.recorded_at)), 0)::float8
-		from events e
-		left join `+checkpoints(p, Live)+` c on c.stream_id = e.stream_id
-		where e.stream_id like any($2::text[]) and e.version > coalesce(c.version, 0)
-		  and not exists (select 1 from projection_parked k where k.projection = $1 and k.stream_id = e.stream_id)`,
+		with b as (select coalesce(max(replayed_tx_id), 0) tx_id, coalesce(max(replayed_seq), 0) seq
+		           from projection_builds where projection = $1),
+		e as (select e.stream_id, e.recorded_at,
+		             case when c.stream_id is not null then e.version <= c.version
+		                  else (e.tx_id, e.seq) <= (b.tx_id, b.seq) end as applied
+		      from events e cross join b
+		      left join `+checkpoints(p, Live)+` c on c.stream_id = e.stream_id
+		      where e.stream_id like any($2::text[])
+		        and not exists (select 1 from projection_parked k where k.projection = $1 and k.stream_id = e.stream_id))
+		select count(distinct stream_id) filter (where applied), count(*) filter (where not applied),
+		       coalesce(extract(epoch from now() - min(recorded_at) filter (where not applied)), 0)::float8
+		from e`,
 		p.Name(), likePrefixes(p.Prefixes())).Scan(&st.Streams, &st.LagEvents, &st.LagSeconds); err != nil {
 		return st, fmt.Errorf("status of %s: %w", p.Name(), err)
 	}
