@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/orderflow/orderflow/internal/gctune"
 )
 
 // machine is what a figure was measured on.
@@ -20,6 +22,7 @@ type machine struct {
 	MemoryBytes       int64
 	Kernel            string
 	GoVersion         string
+	GCPercent         int // this process's and orderflow's GC target (gctune)
 	PGVersion         string
 	PGHost            string
 	Fsync             string
@@ -39,6 +42,7 @@ func probeMachine(ctx context.Context, databaseURL string) (machine, error) {
 		Cores:     runtime.NumCPU(),
 		Kernel:    strings.TrimSpace(readFile("/proc/sys/kernel/osrelease")),
 		GoVersion: runtime.Version(),
+		GCPercent: gctune.Apply(),
 		Date:      time.Now().UTC(),
 	}
 	m.MemoryBytes = memTotal()
@@ -72,7 +76,7 @@ func (m machine) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "- Date: %s\n", m.Date.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- CPU: %s, %d cores; memory %.1f GiB; Linux %s\n", m.CPUModel, m.Cores, float64(m.MemoryBytes)/(1<<30), m.Kernel)
-	fmt.Fprintf(&b, "- Go: %s\n", m.GoVersion)
+	fmt.Fprintf(&b, "- Go: %s; GC target %d%% in the bench and in orderflow (GOGC)\n", m.GoVersion, m.GCPercent)
 	fmt.Fprintf(&b, "- Background load before the run: %.0f%% of all cores busy\n", 100*m.BackgroundBusy)
 	fmt.Fprintf(&b, "- PostgreSQL: %s at %s; fsync=%s, synchronous_commit=%s, wal_sync_method=%s\n",
 		m.PGVersion, m.PGHost, m.Fsync, m.SynchronousCommit, m.WALSyncMethod)
