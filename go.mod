@@ -14,6 +14,8 @@ require (
 	github.com/sony/gobreaker/v2 v2.4.0
 )
 
+require github.com/goccy/go-json v0.12.0
+
 require (
 	dario.cat/mergo v1.0.1 // indirect
 	github.com/Masterminds/goutils v1.1.1 // indirect

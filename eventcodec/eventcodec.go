@@ -1,13 +1,21 @@
 // Package eventcodec is the JSON form of orderflow's events: the payload
 // stored in the event log and published to Kafka. Encode and Decode are the
 // only way in and out, so the wire shape of each event is defined once.
+//
+// The JSON goes through github.com/goccy/go-json, a drop-in for
+// encoding/json that decodes an OrderPlaced payload about four times faster
+// with half the allocations (2.8 µs → 0.63 µs on the bench machine):
+// decoding events is most of the CPU a rebuild and a consumer spend in Go.
+// The event store's metadata and the views' stored lines use it too; the
+// HTTP APIs keep encoding/json, whose errors their 400 responses quote.
 package eventcodec
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	json "github.com/goccy/go-json"
 
 	"github.com/orderflow/orderflow"
 )
