@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orderflow/orderflow/internal/batch"
 )
 
 // Config tunes a Store. The zero value is usable.
@@ -69,6 +71,7 @@ type Store struct {
 	cfg  Config
 
 	queue   chan *appendRequest
+	reads   *batch.Batcher[readRequest, readResult]
 	wake    chan struct{}
 	closing chan struct{}
 	once    sync.Once
@@ -79,6 +82,7 @@ type Store struct {
 	conflicts  prometheus.Counter
 	duplicates prometheus.Counter
 	batchSize  prometheus.Histogram
+	readSize   prometheus.Histogram
 }
 
 // New returns a Store over pool and starts its append workers and notifier.
@@ -109,9 +113,14 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 			Name: "orderflow_eventstore_append_batch_size", Help: "Appends carried by one append transaction.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 8),
 		}),
+		readSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "orderflow_eventstore_read_batch_size", Help: "Stream reads served by one query.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
+		}),
 	}
+	s.reads = batch.New(maxReadBatch, s.readBatch)
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.appended, s.events, s.conflicts, s.duplicates, s.batchSize, &txAgeCollector{s}} {
+		for _, c := range []prometheus.Collector{s.appended, s.events, s.conflicts, s.duplicates, s.batchSize, s.readSize, &txAgeCollector{s}} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("eventstore: register metrics: %w", err)
 			}
@@ -375,57 +384,131 @@ const eventColumns = `seq, tx_id, event_id, stream_id, version, type, schema_ver
 func scanEvents(rows pgx.Rows) ([]Event, error) {
 	var out []Event
 	for rows.Next() {
-		var (
-			e          Event
-			data, meta []byte
-		)
-		// Scanned as bytes: PostgreSQL already validated the jsonb, and
-		// json.RawMessage would make pgx validate it again.
-		if err := rows.Scan(&e.Position.Seq, &e.Position.TxID, &e.ID, &e.StreamID, &e.Version, &e.Type,
-			&e.SchemaVersion, &data, &meta, &e.RecordedAt); err != nil {
+		e, err := scanEvent(rows)
+		if err != nil {
 			return nil, err
-		}
-		e.Data = data
-		if err := json.Unmarshal(meta, &e.Metadata); err != nil {
-			return nil, fmt.Errorf("metadata of event %s: %w", e.ID, err)
 		}
 		out = append(out, e)
 	}
 	return out, rows.Err()
 }
 
+// scanEvent scans eventColumns after the destinations in before.
+func scanEvent(rows pgx.Rows, before ...any) (Event, error) {
+	var (
+		e          Event
+		data, meta []byte
+	)
+	// Scanned as bytes: PostgreSQL already validated the jsonb, and
+	// json.RawMessage would make pgx validate it again.
+	if err := rows.Scan(append(before, &e.Position.Seq, &e.Position.TxID, &e.ID, &e.StreamID, &e.Version, &e.Type,
+		&e.SchemaVersion, &data, &meta, &e.RecordedAt)...); err != nil {
+		return Event{}, err
+	}
+	e.Data = data
+	if err := json.Unmarshal(meta, &e.Metadata); err != nil {
+		return Event{}, fmt.Errorf("metadata of event %s: %w", e.ID, err)
+	}
+	return e, nil
+}
+
+// maxReadBatch is the most stream reads one query serves.
+const maxReadBatch = 256
+
+// readTimeout bounds a batch of reads; a caller that stops waiting earlier
+// leaves the batch to finish.
+const readTimeout = 30 * time.Second
+
+type readRequest struct {
+	stream string
+	from   int64
+	limit  int // 0: all
+}
+
+type readResult struct {
+	events []Event
+	err    error
+}
+
 // ReadStream returns the events of streamID from version from on (1 is the
 // start), in version order, at most limit of them (0: all). It returns
 // ErrNotFound when the stream has no events at all.
+//
+// Concurrent reads share one query: those that arrive while one runs go
+// together in the next (see internal/batch), so a busy saga or projector
+// makes a round trip per batch rather than per stream, and a read alone is
+// one query as before. A read is served by a query that starts after it
+// was asked, so it sees every append that committed before.
 func (s *Store) ReadStream(ctx context.Context, streamID string, from int64, limit int) ([]Event, error) {
-	if from < 1 {
-		from = 1
-	}
-	lim := any(nil)
-	if limit > 0 {
-		lim = limit
-	}
-	rows, err := s.pool.Query(ctx, `select `+eventColumns+` from events
-		where stream_id = $1 and version >= $2 order by version limit $3`, streamID, from, lim)
+	r, err := s.reads.Do(ctx, readRequest{stream: streamID, from: max(from, 1), limit: max(limit, 0)})
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: read %s: %w", streamID, err)
 	}
-	events, err := scanEvents(rows)
+	return r.events, r.err
+}
+
+// readBatch serves reads in one query, and tells apart in a second one the
+// streams that read nothing from past their start from missing streams.
+func (s *Store) readBatch(reqs []readRequest) []readResult {
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	s.readSize.Observe(float64(len(reqs)))
+	out := make([]readResult, len(reqs))
+	fail := func(err error) []readResult {
+		for i := range out {
+			out[i] = readResult{err: fmt.Errorf("eventstore: read %s: %w", reqs[i].stream, err)}
+		}
+		return out
+	}
+	streams, froms, limits := make([]string, len(reqs)), make([]int64, len(reqs)), make([]int64, len(reqs))
+	for i, r := range reqs {
+		streams[i], froms[i], limits[i] = r.stream, r.from, int64(r.limit)
+	}
+	rows, err := s.pool.Query(ctx, `select r.i, e.* from unnest($1::text[], $2::bigint[], $3::bigint[]) with ordinality as r(stream_id, from_version, lim, i)
+		cross join lateral (select `+eventColumns+` from events
+			where stream_id = r.stream_id and version >= r.from_version order by version limit nullif(r.lim, 0)) e
+		order by r.i, e.version`, streams, froms, limits)
 	if err != nil {
-		return nil, fmt.Errorf("eventstore: read %s: %w", streamID, err)
+		return fail(err)
 	}
-	if len(events) == 0 {
-		exists := false
-		if from > 1 {
-			if err := s.pool.QueryRow(ctx, `select exists (select 1 from events where stream_id = $1)`, streamID).Scan(&exists); err != nil {
-				return nil, fmt.Errorf("eventstore: read %s: %w", streamID, err)
-			}
+	for rows.Next() {
+		var i int64
+		e, err := scanEvent(rows, &i)
+		if err != nil {
+			rows.Close()
+			return fail(err)
 		}
-		if !exists {
-			return nil, fmt.Errorf("%w: %s", ErrNotFound, streamID)
+		out[i-1].events = append(out[i-1].events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	var past []string
+	for i, r := range reqs {
+		if len(out[i].events) == 0 && r.from > 1 {
+			past = append(past, r.stream)
 		}
 	}
-	return events, nil
+	exists := map[string]bool{}
+	if len(past) > 0 {
+		rows, err := s.pool.Query(ctx, `select s from unnest($1::text[]) s where exists (select 1 from events where stream_id = s)`, past)
+		if err != nil {
+			return fail(err)
+		}
+		var stream string
+		if _, err := pgx.ForEachRow(rows, []any{&stream}, func() error {
+			exists[stream] = true
+			return nil
+		}); err != nil {
+			return fail(err)
+		}
+	}
+	for i, r := range reqs {
+		if len(out[i].events) == 0 && !exists[r.stream] {
+			out[i].err = fmt.Errorf("%w: %s", ErrNotFound, r.stream)
+		}
+	}
+	return out
 }
 
 // ReadAll returns up to limit events after position after, in the safe global

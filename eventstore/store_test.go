@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -93,6 +94,60 @@ func TestAppendAndReadStream(t *testing.T) {
 	}
 	if _, err := s.ReadStream(ctx, "order-none", 5, 0); !errors.Is(err, eventstore.ErrNotFound) {
 		t.Fatalf("ReadStream of a missing stream from 5: err = %v; want ErrNotFound", err)
+	}
+}
+
+// Reads running at once share queries; each still gets exactly its own
+// stream's events from its version, up to its limit, or ErrNotFound.
+func TestConcurrentReads(t *testing.T) {
+	t.Parallel()
+	s, _ := MustStore(t)
+	ctx := context.Background()
+	const streams = 12
+	for i := range streams {
+		var events []eventstore.EventData
+		for v := range i + 1 {
+			events = append(events, ev(fmt.Sprintf("E%d", v+1), v+1))
+		}
+		mustAppend(t, s, one(fmt.Sprintf("order-%d", i), eventstore.NoStream, events...))
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	type read struct {
+		stream      int // streams and beyond: missing
+		from, limit int
+		got         []eventstore.Event
+		err         error
+	}
+	reads := make([]read, 300)
+	for i := range reads {
+		reads[i] = read{stream: rng.IntN(streams + 2), from: rng.IntN(15), limit: rng.IntN(4)}
+	}
+	var wg sync.WaitGroup
+	for i := range reads {
+		r := &reads[i]
+		wg.Go(func() { r.got, r.err = s.ReadStream(ctx, fmt.Sprintf("order-%d", r.stream), int64(r.from), r.limit) })
+	}
+	wg.Wait()
+	for _, r := range reads {
+		name := fmt.Sprintf("order-%d", r.stream)
+		if r.stream >= streams {
+			if !errors.Is(r.err, eventstore.ErrNotFound) {
+				t.Fatalf("read of missing %s from %d: %v, %v; want ErrNotFound", name, r.from, r.got, r.err)
+			}
+			continue
+		}
+		first, last := max(r.from, 1), r.stream+1 // the stream holds versions 1..stream+1
+		if r.limit > 0 {
+			last = min(last, first+r.limit-1)
+		}
+		if r.err != nil || len(r.got) != max(0, last-first+1) {
+			t.Fatalf("read %s from %d limit %d: %d events, %v; want versions %d..%d", name, r.from, r.limit, len(r.got), r.err, first, last)
+		}
+		for k, e := range r.got {
+			if e.StreamID != name || e.Version != int64(first+k) || e.Type != fmt.Sprintf("E%d", first+k) {
+				t.Fatalf("read %s from %d: event %d is %s v%d %s", name, r.from, k, e.StreamID, e.Version, e.Type)
+			}
+		}
 	}
 }
 
