@@ -127,6 +127,14 @@ type SubscriberConfig struct {
 	// come one at a time in offset order, and a partition's offset is
 	// committed only up to its first message not yet acked.
 	MaxInFlight int
+	// Unordered lets messages with the same key be out at once too, for a
+	// handler that puts a key's messages in order itself (a projection
+	// applies a stream's events by version, skipping duplicates and reading
+	// what it missed, whatever order they come in). Offsets are still
+	// committed only below the first unacked message. Without it, one busy
+	// key holds its later messages back, and with them, once they fill
+	// MaxInFlight, every other key.
+	Unordered bool
 	// Unmarshaler turns Kafka messages into watermill messages; default DefaultMarshaler.
 	Unmarshaler Unmarshaler
 }

@@ -91,7 +91,8 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 // With MaxInFlight 1 (the default) messages come one at a time in offset
 // order: the next one is sent only after the previous one was acked, and an
 // ack commits its offset. With more, messages of different keys come
-// concurrently and those of one key one at a time in offset order. A nacked
+// concurrently and those of one key one at a time in offset order (unless
+// Unordered: then any message may be out with any other). A nacked
 // message is sent again (as a fresh copy) after NackResendSleep and nothing
 // past it is committed; a message still unacked when the subscription ends
 // is not committed either.
@@ -204,7 +205,7 @@ func (s *Subscriber) consume(ctx context.Context, reader *kafka.Reader, out chan
 	}()
 
 	var (
-		w          = newWindow()
+		w          = newWindow(s.config.Unordered)
 		acked      = make(chan kafka.Message)
 		deliveries sync.WaitGroup
 	)

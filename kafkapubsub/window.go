@@ -14,6 +14,7 @@ import (
 type window struct {
 	waiting    map[string][]kafka.Message // busy keys → their messages not yet delivered
 	partitions map[partitionKey]*partitionWindow
+	unordered  bool // no key is ever busy (SubscriberConfig.Unordered)
 }
 
 type partitionKey struct {
@@ -27,8 +28,8 @@ type partitionWindow struct {
 	committed  int64 // the highest offset committed through this window
 }
 
-func newWindow() *window {
-	return &window{waiting: map[string][]kafka.Message{}, partitions: map[partitionKey]*partitionWindow{}}
+func newWindow(unordered bool) *window {
+	return &window{waiting: map[string][]kafka.Message{}, partitions: map[partitionKey]*partitionWindow{}, unordered: unordered}
 }
 
 // orderKey is what a message's order is kept by: its key, or for a keyless
@@ -51,6 +52,9 @@ func (w *window) add(km kafka.Message) bool {
 	}
 	pw.pending[km.Offset]++
 	pw.maxFetched = max(pw.maxFetched, km.Offset)
+	if w.unordered {
+		return true
+	}
 
 	k := orderKey(km)
 	if q, busy := w.waiting[k]; busy {
@@ -78,6 +82,9 @@ func (w *window) done(km kafka.Message) (next, commit *kafka.Message) {
 			pw.committed = through
 			commit = &kafka.Message{Topic: km.Topic, Partition: km.Partition, Offset: through}
 		}
+	}
+	if w.unordered {
+		return nil, commit
 	}
 
 	k := orderKey(km)

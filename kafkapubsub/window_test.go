@@ -11,7 +11,7 @@ func msg(partition int, offset int64, key string) kafka.Message {
 }
 
 func TestWindowKeepsKeyOrderAndCommitsOnlyContiguousAcks(t *testing.T) {
-	w := newWindow()
+	w := newWindow(false)
 	a0, b1, a2, c3 := msg(0, 0, "a"), msg(0, 1, "b"), msg(0, 2, "a"), msg(0, 3, "")
 	for _, tc := range []struct {
 		km   kafka.Message
@@ -51,7 +51,7 @@ func TestWindowKeepsKeyOrderAndCommitsOnlyContiguousAcks(t *testing.T) {
 }
 
 func TestWindowPartitionsAreIndependent(t *testing.T) {
-	w := newWindow()
+	w := newWindow(false)
 	p0, p1 := msg(0, 10, "x"), msg(1, 7, "y")
 	w.add(p0)
 	w.add(p1)
@@ -64,7 +64,7 @@ func TestWindowPartitionsAreIndependent(t *testing.T) {
 }
 
 func TestWindowKeylessMessagesKeepPartitionOrder(t *testing.T) {
-	w := newWindow()
+	w := newWindow(false)
 	if !w.add(msg(0, 0, "")) || w.add(msg(0, 1, "")) {
 		t.Fatal("a second keyless message of a partition was released before the first was acked")
 	}
@@ -74,7 +74,7 @@ func TestWindowKeylessMessagesKeepPartitionOrder(t *testing.T) {
 }
 
 func TestWindowRefetchedOffsetIsCountedTwice(t *testing.T) {
-	w := newWindow()
+	w := newWindow(false)
 	first := msg(0, 5, "k")
 	w.add(first)
 	w.add(first) // a rebalance fetched it again: it waits behind the first copy
@@ -84,5 +84,29 @@ func TestWindowRefetchedOffsetIsCountedTwice(t *testing.T) {
 	}
 	if _, commit := w.done(*next); commit == nil || commit.Offset != 5 {
 		t.Fatalf("after the second copy: commit %v, want through 5", commit)
+	}
+}
+
+// Unordered, messages of one key go out together, and commits still stop
+// below the first unacked offset.
+func TestUnorderedWindowDeliversEveryKeyAtOnce(t *testing.T) {
+	w := newWindow(true)
+	a0, a1, a2 := msg(0, 0, "a"), msg(0, 1, "a"), msg(0, 2, "a")
+	for _, km := range []kafka.Message{a0, a1, a2} {
+		if !w.add(km) {
+			t.Fatalf("add(offset %d) = false; want every message delivered at once", km.Offset)
+		}
+	}
+	if next, commit := w.done(a1); next != nil || commit != nil {
+		t.Fatalf("done(a1) = next %v, commit %v; want nothing (offset 0 is still out)", next, commit)
+	}
+	if next, commit := w.done(a0); next != nil || commit == nil || commit.Offset != 1 {
+		t.Fatalf("done(a0) = next %v, commit %v; want no next, commit through 1", next, commit)
+	}
+	if _, commit := w.done(a2); commit == nil || commit.Offset != 2 {
+		t.Fatalf("done(a2) commit = %v; want through 2", commit)
+	}
+	if len(w.waiting) != 0 {
+		t.Fatalf("keys tracked while unordered: %v", w.waiting)
 	}
 }

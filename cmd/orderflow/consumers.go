@@ -17,6 +17,9 @@ type consumer struct {
 	topic  string
 	group  string
 	handle message.NoPublishHandlerFunc
+	// unordered: the handler orders a stream's events itself, so they may
+	// be out at once (kafkapubsub.SubscriberConfig.Unordered).
+	unordered bool
 }
 
 // consumerCommitInterval is how often projection and saga consumers commit
@@ -55,7 +58,7 @@ func consume(ctx context.Context, cfg Config, consumers []consumer, poison func(
 	for _, c := range consumers {
 		sub, err := kafkapubsub.NewSubscriber(kafkapubsub.SubscriberConfig{
 			Brokers: cfg.KafkaBrokers, ConsumerGroup: c.group, CommitInterval: consumerCommitInterval,
-			MaxInFlight: cfg.ConsumerInFlight,
+			MaxInFlight: cfg.ConsumerInFlight, Unordered: c.unordered,
 		}, wlog)
 		if err != nil {
 			return err

@@ -22,7 +22,7 @@ func project(ctx context.Context, cfg Config, engine *projector.Engine, store *e
 	var consumers []consumer
 	for _, p := range projector.All() {
 		for _, s := range projector.Subscriptions(p, cfg.KafkaTopicPrefix) {
-			consumers = append(consumers, consumer{name: s.Handler, topic: s.Topic, group: s.ConsumerGroup, handle: engine.Handler(p)})
+			consumers = append(consumers, consumer{name: s.Handler, topic: s.Topic, group: s.ConsumerGroup, handle: engine.Handler(p), unordered: true})
 		}
 	}
 	// Only messages that are not orderflow events are dead letters: a
