@@ -63,6 +63,9 @@ type Participants struct {
 	// (keyed by the sorted SKU list): one append reserves them all, so a
 	// busy SKU is not limited to one reservation per commit.
 	reservers map[string]*batch.Batcher[toReserve, error]
+	// settlers batch the commits and releases of orders naming the same
+	// SKUs, the same way.
+	settlers  map[string]*batch.Batcher[toSettle, error]
 	deadlines *batch.Batcher[deadline, error]
 }
 
@@ -70,6 +73,14 @@ type Participants struct {
 type toReserve struct {
 	trigger eventstore.Event
 	placed  orderflow.OrderPlaced
+}
+
+// toSettle is a commit or a release of an order's reservation.
+type toSettle struct {
+	trigger eventstore.Event
+	action  string
+	id      orderflow.OrderID
+	decide  func(orderflow.OrderID, Reservation) []Write
 }
 
 // New returns the participants over store, charging through provider and
@@ -80,7 +91,7 @@ func New(store EventStore, provider Provider, pool *pgxpool.Pool, now func() tim
 	}
 	p := &Participants{store: store, provider: provider, pool: pool, now: now, logger: logger,
 		stocks: map[orderflow.SKU]Stock{}, skuLocks: map[orderflow.SKU]*sync.Mutex{},
-		reservers: map[string]*batch.Batcher[toReserve, error]{}}
+		reservers: map[string]*batch.Batcher[toReserve, error]{}, settlers: map[string]*batch.Batcher[toSettle, error]{}}
 	p.deadlines = batch.New(1024, p.recordDeadlines)
 	return p, nil
 }
@@ -220,30 +231,56 @@ func skusOf(placed orderflow.OrderPlaced) []orderflow.SKU {
 	return slices.Compact(skus)
 }
 
-// reserver returns the batcher of the reservations of orders naming the same
-// SKUs as placed.
-func (p *Participants) reserver(placed orderflow.OrderPlaced) *batch.Batcher[toReserve, error] {
-	skus := skusOf(placed)
+// skuSetKey is the key of a set of SKUs (sorted, without repeats).
+func skuSetKey(skus []orderflow.SKU) string {
 	parts := make([]string, len(skus))
 	for i, sku := range skus {
 		parts[i] = string(sku)
 	}
-	key := strings.Join(parts, "\x00")
+	return strings.Join(parts, "\x00")
+}
+
+// batcherOf returns the batcher in m of the SKU set skus (sorted, without
+// repeats), making it with run if there is none: every item of one batch
+// gets run's error.
+func batcherOf[T any](p *Participants, m map[string]*batch.Batcher[T, error], skus []orderflow.SKU, run func([]orderflow.SKU, []T) error) *batch.Batcher[T, error] {
+	key := skuSetKey(skus)
 	p.stockMu.Lock()
 	defer p.stockMu.Unlock()
-	b := p.reservers[key]
+	b := m[key]
 	if b == nil {
-		b = batch.New(maxReserveBatch, func(items []toReserve) []error {
-			err := p.reserveBatch(skus, items)
+		b = batch.New(maxReserveBatch, func(items []T) []error {
+			err := run(skus, items)
 			out := make([]error, len(items))
 			for i := range out {
 				out[i] = err
 			}
 			return out
 		})
-		p.reservers[key] = b
+		m[key] = b
 	}
 	return b
+}
+
+// reserver returns the batcher of the reservations of orders naming the same
+// SKUs as placed.
+func (p *Participants) reserver(placed orderflow.OrderPlaced) *batch.Batcher[toReserve, error] {
+	return batcherOf(p, p.reservers, skusOf(placed), p.reserveBatch)
+}
+
+// batchCommandID is the command id of an append for the reactions to
+// triggers: a redelivered batch appends nothing new.
+func batchCommandID(action string, triggers []eventstore.Event) string {
+	if len(triggers) == 1 {
+		return "saga:" + action + ":" + triggers[0].ID.String()
+	}
+	ids := make([]string, len(triggers))
+	for i, t := range triggers {
+		ids[i] = t.ID.String()
+	}
+	slices.Sort(ids)
+	sum := sha256.Sum256([]byte(strings.Join(ids, ",")))
+	return "saga:" + action + ":batch:" + hex.EncodeToString(sum[:16])
 }
 
 // reserveBatch reserves (or rejects) placed orders naming the same skus in
@@ -256,58 +293,70 @@ func (p *Participants) reserveBatch(skus []orderflow.SKU, items []toReserve) err
 	defer cancel()
 	defer p.lockSKUs(skus)()
 	const action = "inventory:reserve"
-	a := eventstore.Append{Fingerprint: action}
-	if len(items) == 1 {
-		a.CommandID = "saga:" + action + ":" + items[0].trigger.ID.String()
-	} else {
-		ids := make([]string, len(items))
-		for i, it := range items {
-			ids[i] = it.trigger.ID.String()
-		}
-		slices.Sort(ids)
-		sum := sha256.Sum256([]byte(strings.Join(ids, ",")))
-		a.CommandID = "saga:" + action + ":batch:" + hex.EncodeToString(sum[:16])
+	triggers := make([]eventstore.Event, len(items))
+	for i, it := range items {
+		triggers[i] = it.trigger
 	}
-	const attempts = 20
-	for range attempts {
+	a := eventstore.Append{Fingerprint: action, CommandID: batchCommandID(action, triggers)}
+	return p.appendRetrying(ctx, a, fmt.Sprintf("%s of %d orders", action, len(items)), func(a *eventstore.Append) error {
 		placed := make([]orderflow.OrderPlaced, len(items))
-		res := make([]Reservation, len(items))
+		ids := make([]orderflow.OrderID, len(items))
 		for i, it := range items {
-			placed[i] = it.placed
-			var err error
-			if res[i], err = p.reservation(ctx, it.placed.OrderID); err != nil {
-				return err
-			}
+			placed[i], ids[i] = it.placed, it.placed.OrderID
+		}
+		res, err := p.reservations(ctx, ids)
+		if err != nil {
+			return err
 		}
 		stocks := make(map[orderflow.SKU]Stock, len(skus))
 		for _, sku := range skus {
-			var err error
 			if stocks[sku], err = p.stock(ctx, sku); err != nil {
 				return err
 			}
 		}
-		a.Streams = nil
 		for i, writes := range DecideReserveBatch(placed, res, stocks) {
-			if err := addWrites(&a, writes, metadata(items[i].trigger, action)); err != nil {
+			if err := addWrites(a, writes, metadata(items[i].trigger, action)); err != nil {
 				return err
 			}
 		}
-		if len(a.Streams) == 0 {
-			return nil
+		return nil
+	})
+}
+
+// appendRetrying appends a with the streams build adds to it, building
+// afresh when another writer moved one of them first, up to 20 times; it
+// appends nothing when build adds nothing.
+func (p *Participants) appendRetrying(ctx context.Context, a eventstore.Append, what string, build func(*eventstore.Append) error) error {
+	const attempts = 20
+	for range attempts {
+		a.Streams = nil
+		if err := build(&a); err != nil || len(a.Streams) == 0 {
+			return err
 		}
-		err := p.append(ctx, a)
-		if errors.Is(err, eventstore.ErrConcurrency) {
-			continue
+		if err := p.append(ctx, a); !errors.Is(err, eventstore.ErrConcurrency) {
+			return err
 		}
-		return err
 	}
-	return fmt.Errorf("saga %s of %d orders: still conflicting after %d attempts", action, len(items), attempts)
+	return fmt.Errorf("saga %s: still conflicting after %d attempts", what, attempts)
 }
 
 func (p *Participants) reservation(ctx context.Context, id orderflow.OrderID) (Reservation, error) {
 	var r Reservation
 	err := p.load(ctx, id.ReservationStream(), func(e orderflow.Event) { r = r.Apply(e) })
 	return r, err
+}
+
+// reservations returns the reservations of ids, read at once: the event
+// store serves concurrent reads in one query.
+func (p *Participants) reservations(ctx context.Context, ids []orderflow.OrderID) ([]Reservation, error) {
+	out := make([]Reservation, len(ids))
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() { out[i], errs[i] = p.reservation(ctx, id) })
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
 }
 
 func (p *Participants) payment(ctx context.Context, id orderflow.OrderID) (Payment, error) {
@@ -392,17 +441,66 @@ func (p *Participants) inventory(ctx context.Context, e eventstore.Event) error 
 		err, cerr := p.reserver(ev).Do(ctx, toReserve{trigger: e, placed: ev})
 		return cmp.Or(cerr, err)
 	case orderflow.OrderConfirmed:
-		return p.react(ctx, e, "inventory:commit", func(ctx context.Context) ([]Write, error) {
-			res, err := p.reservation(ctx, ev.OrderID)
-			return DecideCommit(ev.OrderID, res), err
-		})
+		return p.settle(ctx, e, "inventory:commit", ev.OrderID, DecideCommit)
 	case orderflow.OrderCancelled:
-		return p.react(ctx, e, "inventory:release", func(ctx context.Context) ([]Write, error) {
-			res, err := p.reservation(ctx, ev.OrderID)
-			return DecideRelease(ev.OrderID, res), err
-		})
+		return p.settle(ctx, e, "inventory:release", ev.OrderID, DecideRelease)
 	}
 	return nil
+}
+
+// settle commits or releases what the order reserved. It goes through the
+// batcher of the order's SKUs, which holds this process's locks of them as
+// reservations do: its stock events would otherwise move the SKUs' versions
+// under a reservation batch deciding on them, which then conflicts and
+// starts over, and one append settles many orders of a busy SKU.
+func (p *Participants) settle(ctx context.Context, trigger eventstore.Event, action string, id orderflow.OrderID,
+	decide func(orderflow.OrderID, Reservation) []Write) error {
+	res, err := p.reservation(ctx, id)
+	if err != nil || len(decide(id, res)) == 0 {
+		return err
+	}
+	skus := make([]orderflow.SKU, len(res.Lines))
+	for i, l := range res.Lines {
+		skus[i] = l.SKU
+	}
+	slices.Sort(skus)
+	err, cerr := batcherOf(p, p.settlers, slices.Compact(skus), p.settleBatch).Do(ctx, toSettle{trigger: trigger, action: action, id: id, decide: decide})
+	return cmp.Or(cerr, err)
+}
+
+// settleBatch commits or releases the reservations of orders naming the
+// same skus in one append, decided on their reservations read afresh, and
+// retried when another writer moved one first. An order twice in a batch
+// is settled once, by its first item.
+func (p *Participants) settleBatch(skus []orderflow.SKU, items []toSettle) error {
+	ctx, cancel := context.WithTimeout(context.Background(), reserveTimeout)
+	defer cancel()
+	defer p.lockSKUs(skus)()
+	const action = "inventory:settle"
+	var (
+		triggers []eventstore.Event
+		ids      []orderflow.OrderID
+		unique   []toSettle
+	)
+	for _, it := range items {
+		triggers = append(triggers, it.trigger)
+		if !slices.Contains(ids, it.id) {
+			ids, unique = append(ids, it.id), append(unique, it)
+		}
+	}
+	a := eventstore.Append{Fingerprint: action, CommandID: batchCommandID(action, triggers)}
+	return p.appendRetrying(ctx, a, fmt.Sprintf("%s of %d orders", action, len(unique)), func(a *eventstore.Append) error {
+		res, err := p.reservations(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for i, it := range unique {
+			if err := addWrites(a, it.decide(it.id, res[i]), metadata(it.trigger, it.action)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // paymentOnInventory charges orders whose stock is reserved.
