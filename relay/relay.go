@@ -89,6 +89,7 @@ type Relay struct {
 
 	published prometheus.Counter
 	batches   prometheus.Histogram
+	delay     prometheus.Histogram
 	failures  prometheus.Counter
 	isLeader  prometheus.GaugeFunc
 }
@@ -108,6 +109,11 @@ func New(cfg Config, pool *pgxpool.Pool, tail Tailer, producer Producer, br *bre
 		Name: "orderflow_relay_batch_size", Help: "Events per published batch.",
 		Buckets: prometheus.ExponentialBuckets(1, 4, 7),
 	})
+	r.delay = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "orderflow_relay_delay_seconds",
+		Help:    "Time from an event's append (its recorded time) to the broker's acknowledgement of it.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	})
 	r.failures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "orderflow_relay_publish_failures_total", Help: "Publish attempts that failed or were refused by the open breaker.",
 	})
@@ -125,7 +131,7 @@ func New(cfg Config, pool *pgxpool.Pool, tail Tailer, producer Producer, br *bre
 // Collectors returns the relay's metrics, including the lag (events and
 // seconds behind the log) computed from the stored checkpoint at scrape time.
 func (r *Relay) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{r.published, r.batches, r.failures, r.isLeader, &lagCollector{r}}
+	return []prometheus.Collector{r.published, r.batches, r.delay, r.failures, r.isLeader, &lagCollector{r}}
 }
 
 // Degraded reports the open breaker while it is not closed, else nil: the
@@ -298,6 +304,9 @@ func (r *Relay) publish(ctx context.Context, events []eventstore.Event) error {
 		if err == nil {
 			r.published.Add(float64(len(msgs)))
 			r.batches.Observe(float64(len(msgs)))
+			for _, e := range events {
+				r.delay.Observe(time.Since(e.RecordedAt).Seconds())
+			}
 			return nil
 		}
 		if ctx.Err() != nil {

@@ -295,8 +295,12 @@ func startRoles(ctx context.Context, cfg Config, reg *prometheus.Registry, selfU
 			if err != nil {
 				return nil, err
 			}
+			metrics, err := newSagaMetrics(reg)
+			if err != nil {
+				return nil, err
+			}
 			background.Go(func() {
-				supervise(bgCtx, "saga", func(ctx context.Context) error { return sagaReactions(ctx, cfg, participants, logger) }, logger)
+				supervise(bgCtx, "saga", func(ctx context.Context) error { return sagaReactions(ctx, cfg, participants, metrics, logger) }, logger)
 			})
 			background.Go(func() { participants.RunDeadlines(bgCtx, cfg.DeadlineInterval) })
 		case "projector":

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderflow/orderflow/breaker"
 	"github.com/orderflow/orderflow/eventstore"
@@ -40,10 +41,10 @@ func newSaga(cfg Config, pool *pgxpool.Pool, store *eventstore.Store, selfURL st
 // group, until ctx ends. Only undecodable messages are dead letters: a
 // provider outage or a database hiccup is retried until it passes, so no
 // order fails because of the outage itself.
-func sagaReactions(ctx context.Context, cfg Config, participants *saga.Participants, logger *slog.Logger) error {
+func sagaReactions(ctx context.Context, cfg Config, participants *saga.Participants, m *sagaMetrics, logger *slog.Logger) error {
 	var consumers []consumer
 	for _, reaction := range participants.Reactions() {
-		handle, types := reaction.Handle, reaction.Types
+		handle, types, name := reaction.Handle, reaction.Types, reaction.Name
 		consumers = append(consumers, consumer{
 			name: "saga." + reaction.Name, topic: relay.Topic(cfg.KafkaTopicPrefix, reaction.Context),
 			group: "orderflow.saga." + reaction.Name,
@@ -55,9 +56,35 @@ func sagaReactions(ctx context.Context, cfg Config, participants *saga.Participa
 				if err != nil {
 					return errors.Join(saga.ErrMalformed, err)
 				}
-				return handle(msg.Context(), e)
+				start := time.Now()
+				m.wait.WithLabelValues(name).Observe(start.Sub(e.RecordedAt).Seconds())
+				err = handle(msg.Context(), e)
+				m.took.WithLabelValues(name).Observe(time.Since(start).Seconds())
+				return err
 			},
 		})
 	}
 	return consume(ctx, cfg, consumers, func(err error) bool { return errors.Is(err, saga.ErrMalformed) }, logger)
+}
+
+// sagaMetrics times the saga's reactions: how long after its trigger's
+// append a reaction starts (the relay, Kafka and the consumer's queue) and
+// how long it takes.
+type sagaMetrics struct {
+	wait, took *prometheus.HistogramVec
+}
+
+func newSagaMetrics(reg prometheus.Registerer) (*sagaMetrics, error) {
+	buckets := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	m := &sagaMetrics{
+		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "orderflow_saga_trigger_age_seconds", Buckets: buckets,
+			Help: "Time from a reaction's trigger event's append to the reaction starting on it, per reaction.",
+		}, []string{"reaction"}),
+		took: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "orderflow_saga_reaction_seconds", Buckets: buckets,
+			Help: "Time a reaction takes on one trigger event (reads, provider calls, appends), per reaction.",
+		}, []string{"reaction"}),
+	}
+	return m, registerAll(reg, m.wait, m.took)
 }
