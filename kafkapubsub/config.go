@@ -135,6 +135,11 @@ type SubscriberConfig struct {
 	// key holds its later messages back, and with them, once they fill
 	// MaxInFlight, every other key.
 	Unordered bool
+	// Skip, if set, picks messages not to deliver: they are acknowledged as
+	// they are fetched, without a watermill message, a handler call or a
+	// place among MaxInFlight. For a handler that reacts to some event types
+	// only, it saves the work of delivering the rest.
+	Skip func(kafka.Message) bool
 	// Unmarshaler turns Kafka messages into watermill messages; default DefaultMarshaler.
 	Unmarshaler Unmarshaler
 }

@@ -228,7 +228,13 @@ func (s *Subscriber) consume(ctx context.Context, reader *kafka.Reader, out chan
 	for ctx.Err() == nil {
 		select {
 		case km := <-fetched:
-			if w.add(km) {
+			switch {
+			case s.config.Skip != nil && s.config.Skip(km):
+				if commit := w.skip(km); commit != nil {
+					s.commit(ctx, reader, *commit, logger)
+				}
+				<-slots
+			case w.add(km):
 				start(km)
 			}
 		case km := <-acked:

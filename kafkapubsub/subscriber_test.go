@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/orderflow/orderflow/kafkapubsub"
 )
@@ -225,6 +227,41 @@ func TestSubscriberInFlight(t *testing.T) {
 	}
 	held[2].Ack()
 	expectCommitted(5)
+}
+
+// Skipped messages never reach the handler, and the committed offset
+// passes them once everything before them is acked.
+func TestSubscriberSkips(t *testing.T) {
+	t.Parallel()
+	brokers := MustBrokers(t)
+	topic := MustTopic(t, brokers, 1)
+	group := "kafkapubsub-test-skip-" + watermill.NewShortUUID()
+	bodies := []string{"keep-0", "skip-1", "skip-2", "keep-3", "skip-4", "keep-5", "skip-6"}
+	var published []*message.Message
+	for _, b := range bodies {
+		m := message.NewMessage(watermill.NewUUID(), []byte(b))
+		m.Metadata.Set(kafkapubsub.PartitionKeyMetadataKey, "k")
+		published = append(published, m)
+	}
+	if err := MustPublisher(t, brokers).Publish(topic, published...); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	sub := mustSubscriberWith(t, kafkapubsub.SubscriberConfig{Brokers: brokers, ConsumerGroup: group, MaxInFlight: 2,
+		Skip: func(km kafka.Message) bool { return strings.HasPrefix(string(km.Value), "skip") }})
+	msgs, err := sub.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	for _, want := range []string{"keep-0", "keep-3", "keep-5"} {
+		msg := mustReceive(t, msgs, 30*time.Second)
+		if string(msg.Payload) != want {
+			t.Fatalf("received %q, want %q", msg.Payload, want)
+		}
+		msg.Ack()
+	}
+	waitFor(t, 30*time.Second, "committed offset 7", func() bool {
+		return committedOffset(t, brokers, group, topic) == 7
+	})
 }
 
 // TestSubscribeBeforeTopicExists subscribes to a topic that is created only

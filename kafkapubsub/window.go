@@ -41,15 +41,35 @@ func orderKey(km kafka.Message) string {
 	return "k:" + string(km.Key)
 }
 
-// add records a fetched message; it reports whether the message can be
-// delivered now (false: an earlier message with its key is still out).
-func (w *window) add(km kafka.Message) bool {
+// partition returns km's partition's bookkeeping, made on first use.
+func (w *window) partition(km kafka.Message) *partitionWindow {
 	pk := partitionKey{km.Topic, km.Partition}
 	pw := w.partitions[pk]
 	if pw == nil {
 		pw = &partitionWindow{pending: map[int64]int{}, maxFetched: -1, committed: -1}
 		w.partitions[pk] = pw
 	}
+	return pw
+}
+
+// advance returns the offset of km's partition to commit, when it moved:
+// its last offset before its first unacked one.
+func (pw *partitionWindow) advance(km kafka.Message) *kafka.Message {
+	through := pw.maxFetched
+	for off := range pw.pending {
+		through = min(through, off-1)
+	}
+	if through <= pw.committed {
+		return nil
+	}
+	pw.committed = through
+	return &kafka.Message{Topic: km.Topic, Partition: km.Partition, Offset: through}
+}
+
+// add records a fetched message; it reports whether the message can be
+// delivered now (false: an earlier message with its key is still out).
+func (w *window) add(km kafka.Message) bool {
+	pw := w.partition(km)
 	pw.pending[km.Offset]++
 	pw.maxFetched = max(pw.maxFetched, km.Offset)
 	if w.unordered {
@@ -65,23 +85,24 @@ func (w *window) add(km kafka.Message) bool {
 	return true
 }
 
+// skip records a fetched message that is not delivered at all (see
+// SubscriberConfig.Skip): acked as it comes, whatever its key's messages
+// are doing. It returns the offset to commit, as done does.
+func (w *window) skip(km kafka.Message) (commit *kafka.Message) {
+	pw := w.partition(km)
+	pw.maxFetched = max(pw.maxFetched, km.Offset)
+	return pw.advance(km)
+}
+
 // done records that km was acked. It returns the message to deliver next
 // (the next one waiting for km's key), and the offset to commit: the
 // partition's last offset before its first unacked one, when that moved.
 func (w *window) done(km kafka.Message) (next, commit *kafka.Message) {
-	pw := w.partitions[partitionKey{km.Topic, km.Partition}]
-	if pw != nil {
+	if pw := w.partitions[partitionKey{km.Topic, km.Partition}]; pw != nil {
 		if pw.pending[km.Offset]--; pw.pending[km.Offset] <= 0 {
 			delete(pw.pending, km.Offset)
 		}
-		through := pw.maxFetched
-		for off := range pw.pending {
-			through = min(through, off-1)
-		}
-		if through > pw.committed {
-			pw.committed = through
-			commit = &kafka.Message{Topic: km.Topic, Partition: km.Partition, Offset: through}
-		}
+		commit = pw.advance(km)
 	}
 	if w.unordered {
 		return nil, commit

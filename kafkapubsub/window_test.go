@@ -110,3 +110,33 @@ func TestUnorderedWindowDeliversEveryKeyAtOnce(t *testing.T) {
 		t.Fatalf("keys tracked while unordered: %v", w.waiting)
 	}
 }
+
+// A skipped message counts as acked when it is fetched: it neither waits
+// for its key nor holds its key's next message back, and commits pass it
+// once the messages before it are acked.
+func TestWindowSkipsWithoutDisturbingKeys(t *testing.T) {
+	w := newWindow(false)
+	a0, a1, a2 := msg(0, 0, "a"), msg(0, 1, "a"), msg(0, 2, "a")
+	if !w.add(a0) {
+		t.Fatal("add(a0) = false; want delivered")
+	}
+	if commit := w.skip(a1); commit != nil {
+		t.Fatalf("skip(a1) commit = %v; want nothing (offset 0 is still out)", commit)
+	}
+	if w.add(a2) {
+		t.Fatal("add(a2) = true; want it to wait for a0, its key's message still out")
+	}
+	next, commit := w.done(a0)
+	if next == nil || next.Offset != 2 {
+		t.Fatalf("done(a0): next = %v; want offset 2", next)
+	}
+	if commit == nil || commit.Offset != 1 {
+		t.Fatalf("done(a0): commit = %v; want through 1 (the skipped offset)", commit)
+	}
+	if _, commit := w.done(a2); commit == nil || commit.Offset != 2 {
+		t.Fatalf("done(a2): commit = %v; want through 2", commit)
+	}
+	if commit := w.skip(msg(0, 3, "b")); commit == nil || commit.Offset != 3 {
+		t.Fatalf("skip with nothing out: commit = %v; want through 3", commit)
+	}
+}

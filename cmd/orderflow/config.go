@@ -109,7 +109,7 @@ var settings = []setting{
 	{"ORDERFLOW_KAFKA_PARTITIONS", "kafka-partitions", "6", "partitions of each topic the relay creates"},
 	{"ORDERFLOW_KAFKA_REPLICATION", "kafka-replication", "1", "replication factor of each topic the relay creates"},
 	{"ORDERFLOW_RELAY_BATCH_SIZE", "relay-batch-size", "1000", "most events the relay publishes per batch"},
-	{"ORDERFLOW_CONSUMER_IN_FLIGHT", "consumer-in-flight", "256", "projection and saga consumers: most messages each handler has out at once (different keys concurrently, one key in order); a projection applies what gathers in one transaction"},
+	{"ORDERFLOW_CONSUMER_IN_FLIGHT", "consumer-in-flight", "256", "projection and saga consumers: most messages each handler has out at once (a saga reaction: different keys concurrently, one key in order; a projection: any, applied together in one transaction)"},
 	{"ORDERFLOW_KAFKA_BREAKER_FAILURES", "kafka-breaker-failures", "5", "consecutive publish failures that open the Kafka breaker"},
 	{"ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT", "kafka-breaker-open-timeout", "5s", "how long the Kafka breaker stays open before a probe"},
 	{"ORDERFLOW_JWT_SECRET", "jwt-secret", "", fmt.Sprintf("gateway: HS256 key bearer tokens are verified with, at least %d bytes (required by the gateway role; prefer the variable to the flag, which ps shows)", gateway.MinSecretBytes)},

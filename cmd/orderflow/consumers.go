@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/orderflow/orderflow/kafkapubsub"
 )
@@ -20,6 +21,9 @@ type consumer struct {
 	// unordered: the handler orders a stream's events itself, so they may
 	// be out at once (kafkapubsub.SubscriberConfig.Unordered).
 	unordered bool
+	// skip, if set, picks messages the handler never gets
+	// (kafkapubsub.SubscriberConfig.Skip).
+	skip func(kafka.Message) bool
 }
 
 // consumerCommitInterval is how often projection and saga consumers commit
@@ -58,7 +62,7 @@ func consume(ctx context.Context, cfg Config, consumers []consumer, poison func(
 	for _, c := range consumers {
 		sub, err := kafkapubsub.NewSubscriber(kafkapubsub.SubscriberConfig{
 			Brokers: cfg.KafkaBrokers, ConsumerGroup: c.group, CommitInterval: consumerCommitInterval,
-			MaxInFlight: cfg.ConsumerInFlight, Unordered: c.unordered,
+			MaxInFlight: cfg.ConsumerInFlight, Unordered: c.unordered, Skip: c.skip,
 		}, wlog)
 		if err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/orderflow/orderflow/breaker"
 	"github.com/orderflow/orderflow/eventstore"
@@ -48,10 +49,8 @@ func sagaReactions(ctx context.Context, cfg Config, participants *saga.Participa
 		consumers = append(consumers, consumer{
 			name: "saga." + reaction.Name, topic: relay.Topic(cfg.KafkaTopicPrefix, reaction.Context),
 			group: "orderflow.saga." + reaction.Name,
+			skip:  otherTypes(types),
 			handle: func(msg *message.Message) error {
-				if t := msg.Metadata.Get(relay.HeaderType); t != "" && !slices.Contains(types, t) {
-					return nil // not one it reacts to: skipped without decoding
-				}
 				e, err := relay.EventFromHeaders(msg.Metadata, msg.Payload)
 				if err != nil {
 					return errors.Join(saga.ErrMalformed, err)
@@ -65,6 +64,20 @@ func sagaReactions(ctx context.Context, cfg Config, participants *saga.Participa
 		})
 	}
 	return consume(ctx, cfg, consumers, func(err error) bool { return errors.Is(err, saga.ErrMalformed) }, logger)
+}
+
+// otherTypes picks the messages of event types not in types: the reaction
+// never sees them (kafkapubsub.SubscriberConfig.Skip). One without a type is
+// delivered, for the handler to turn away as malformed.
+func otherTypes(types []string) func(kafka.Message) bool {
+	return func(km kafka.Message) bool {
+		for _, h := range km.Headers {
+			if h.Key == relay.HeaderType {
+				return !slices.Contains(types, string(h.Value))
+			}
+		}
+		return false
+	}
 }
 
 // sagaMetrics times the saga's reactions: how long after its trigger's
