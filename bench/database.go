@@ -6,21 +6,34 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/orderflow/orderflow/internal/dbtest"
+	"github.com/orderflow/orderflow/internal/kafkatest"
 	"github.com/orderflow/orderflow/migrations"
 )
 
 // database is a fresh database on the server under measurement, made for one
 // measurement so no figure inherits another's table sizes or bloat.
 type database struct {
-	base string // the server's admin URL
-	name string
-	url  string
+	base    string // the server's admin URL
+	name    string
+	url     string
+	brokers []string // set by kafkaEnv: drop deletes the topics too
 }
+
+// kafkaEnv returns the environment of an orderflow process that publishes
+// to brokers under a topic prefix of this database's own, whose topics drop
+// deletes, so that bench runs leave no topics behind on the broker.
+func (d *database) kafkaEnv(brokers []string) []string {
+	d.brokers = brokers
+	return []string{"KAFKA_BROKERS=" + strings.Join(brokers, ","), "ORDERFLOW_KAFKA_TOPIC_PREFIX=" + d.topicPrefix()}
+}
+
+func (d *database) topicPrefix() string { return strings.TrimPrefix(d.name, "orderflow_") }
 
 // createDatabase creates orderflow_bench_<random> and, when migrate is set,
 // applies migrations/ to it. The caller must drop it.
@@ -47,6 +60,11 @@ func (d *database) drop(ctx context.Context) error {
 	defer cancel()
 	if err := exec1(ctx, d.base, "drop database if exists "+pgx.Identifier{d.name}.Sanitize()+" with (force)"); err != nil {
 		return fmt.Errorf("drop database %s: %w", d.name, err)
+	}
+	if len(d.brokers) > 0 {
+		if err := kafkatest.DeleteTopics(ctx, d.brokers, d.topicPrefix()+"."); err != nil {
+			return fmt.Errorf("delete topics %s.*: %w", d.topicPrefix(), err)
+		}
 	}
 	return nil
 }

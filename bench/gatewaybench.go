@@ -84,8 +84,7 @@ func gatewaySection(ctx context.Context, log *slog.Logger, cfg config, m machine
 	// The read side and what fills it; the seeded orders reach the view
 	// through the relay and the projector, which are idle while measuring.
 	backend, err := startOrderflow(ctx, log, bin, db.url, dir,
-		"ORDERFLOW_ROLES=command,query,relay,projector", "KAFKA_BROKERS="+strings.Join(cfg.kafkaBrokers, ","),
-		"ORDERFLOW_KAFKA_TOPIC_PREFIX="+strings.TrimPrefix(db.name, "orderflow_"), "ORDERFLOW_LOG_LEVEL=warn")
+		append(db.kafkaEnv(cfg.kafkaBrokers), "ORDERFLOW_ROLES=command,query,relay,projector", "ORDERFLOW_LOG_LEVEL=warn")...)
 	if err != nil {
 		return "", err
 	}

@@ -81,9 +81,8 @@ func sagaPoint(ctx context.Context, log *slog.Logger, cfg config, bin, dir strin
 	}
 	defer func() { err = errors.Join(err, db.drop(context.WithoutCancel(ctx))) }()
 	c, err := startOrderflow(ctx, log, bin, db.url, dir,
-		"ORDERFLOW_ROLES=command,query,relay,projector,saga,payment-provider", "KAFKA_BROKERS="+strings.Join(cfg.kafkaBrokers, ","),
-		"ORDERFLOW_KAFKA_TOPIC_PREFIX="+strings.TrimPrefix(db.name, "orderflow_"),
-		"ORDERFLOW_ORDER_DEADLINE=10m", "ORDERFLOW_LOG_LEVEL=warn")
+		append(db.kafkaEnv(cfg.kafkaBrokers), "ORDERFLOW_ROLES=command,query,relay,projector,saga,payment-provider",
+			"ORDERFLOW_ORDER_DEADLINE=10m", "ORDERFLOW_LOG_LEVEL=warn")...)
 	if err != nil {
 		return nil, nil, err
 	}

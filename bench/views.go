@@ -176,8 +176,7 @@ func freshness(ctx context.Context, log *slog.Logger, cfg config) (string, []str
 	}
 	defer func() { _ = db.drop(context.WithoutCancel(ctx)) }()
 	c, err := startOrderflow(ctx, log, bin, db.url, dir,
-		"ORDERFLOW_ROLES=command,relay,projector", "KAFKA_BROKERS="+strings.Join(cfg.kafkaBrokers, ","),
-		"ORDERFLOW_KAFKA_TOPIC_PREFIX="+strings.TrimPrefix(db.name, "orderflow_"))
+		append(db.kafkaEnv(cfg.kafkaBrokers), "ORDERFLOW_ROLES=command,relay,projector")...)
 	if err != nil {
 		return "", nil, err
 	}
