@@ -14,29 +14,22 @@ alter table projection_builds
 
 -- Going back needs every stream's row again: each stream's last version up
 -- to the replayed position, where it has none.
-insert into order_details_checkpoints (stream_id, version)
-    select e.stream_id, max(e.version) from events e join projection_builds b on b.projection = 'order_details'
-    where e.stream_id like any (array['order-%']) and (e.tx_id, e.seq) <= (b.replayed_tx_id, b.replayed_seq)
-    group by e.stream_id
-    on conflict (stream_id) do nothing;
-insert into orders_by_customer_checkpoints (stream_id, version)
-    select e.stream_id, max(e.version) from events e join projection_builds b on b.projection = 'orders_by_customer'
-    where e.stream_id like any (array['order-%']) and (e.tx_id, e.seq) <= (b.replayed_tx_id, b.replayed_seq)
-    group by e.stream_id
-    on conflict (stream_id) do nothing;
-insert into stock_checkpoints (stream_id, version)
-    select e.stream_id, max(e.version) from events e join projection_builds b on b.projection = 'stock'
-    where e.stream_id like any (array['sku-%']) and (e.tx_id, e.seq) <= (b.replayed_tx_id, b.replayed_seq)
-    group by e.stream_id
-    on conflict (stream_id) do nothing;
-insert into daily_sales_checkpoints (stream_id, version)
-    select e.stream_id, max(e.version) from events e join projection_builds b on b.projection = 'daily_sales'
-    where e.stream_id like any (array['order-%']) and (e.tx_id, e.seq) <= (b.replayed_tx_id, b.replayed_seq)
-    group by e.stream_id
-    on conflict (stream_id) do nothing;
-insert into saga_timeline_checkpoints (stream_id, version)
-    select e.stream_id, max(e.version) from events e join projection_builds b on b.projection = 'saga_timeline'
-    where e.stream_id like any (array['order-%', 'reservation-%', 'payment-%']) and (e.tx_id, e.seq) <= (b.replayed_tx_id, b.replayed_seq)
-    group by e.stream_id
-    on conflict (stream_id) do nothing;
+do $$
+declare
+    p record;
+begin
+    for p in select * from (values
+        ('order_details', array['order-%']),
+        ('orders_by_customer', array['order-%']),
+        ('stock', array['sku-%']),
+        ('daily_sales', array['order-%']),
+        ('saga_timeline', array['order-%', 'reservation-%', 'payment-%'])) as v(projection, patterns)
+    loop
+        execute format('insert into %I (stream_id, version)
+            select e.stream_id, max(e.version) from events e join projection_builds b on b.projection = %L
+            where e.stream_id like any (%L::text[]) and (e.tx_id, e.seq) <= (b.replayed_tx_id, b.replayed_seq)
+            group by e.stream_id
+            on conflict (stream_id) do nothing', p.projection || '_checkpoints', p.projection, p.patterns);
+    end loop;
+end $$;
 alter table projection_builds drop column replayed_tx_id, drop column replayed_seq;

@@ -4,6 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/tern/v2/migrate"
+
 	"github.com/orderflow/orderflow/internal/dbtest"
 	"github.com/orderflow/orderflow/migrations"
 )
@@ -19,5 +22,53 @@ func TestApplyIsRepeatable(t *testing.T) {
 	v2, err := migrations.ApplyURL(ctx, url)
 	if err != nil || v2 != v1 || v1 < 1 {
 		t.Fatalf("second apply: version %d → %d, %v", v1, v2, err)
+	}
+}
+
+// Going back from 008 gives every stream whose events a rebuild replayed
+// its checkpoint row again (up to the replayed position, nothing past it),
+// and going forward again works.
+func TestReplayedPositionDownDerivesCheckpoints(t *testing.T) {
+	t.Parallel()
+	url := dbtest.MustURL(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, sql := range []string{
+		`insert into events (event_id, stream_id, version, type, schema_version, data, metadata)
+			select gen_random_uuid(), s, v, 'E', 1, '{}', '{}' from (values ('order-a', 1), ('order-a', 2), ('sku-x', 1)) as t(s, v)`,
+		`insert into projection_builds (projection, replayed_tx_id, replayed_seq)
+			select p, tx_id, seq from (select tx_id, seq from events order by tx_id desc, seq desc limit 1) e,
+			unnest(array['order_details', 'stock']) p`,
+		`insert into events (event_id, stream_id, version, type, schema_version, data, metadata)
+			values (gen_random_uuid(), 'order-a', 3, 'E', 1, '{}', '{}')`, // past the replayed position
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := migrate.NewMigrator(ctx, conn, "orderflow_schema_version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadMigrations(migrations.FS()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.MigrateTo(ctx, 7); err != nil {
+		t.Fatalf("down to 7: %v", err)
+	}
+	var orderV, skuV int64
+	if err := conn.QueryRow(ctx, `select (select version from order_details_checkpoints where stream_id = 'order-a'),
+		(select version from stock_checkpoints where stream_id = 'sku-x')`).Scan(&orderV, &skuV); err != nil {
+		t.Fatalf("checkpoints after going down: %v", err)
+	}
+	if orderV != 2 || skuV != 1 {
+		t.Fatalf("checkpoints after going down: order-a %d, sku-x %d; want 2 and 1", orderV, skuV)
+	}
+	if _, err := migrations.Apply(ctx, conn); err != nil {
+		t.Fatalf("up again: %v", err)
 	}
 }
