@@ -33,6 +33,7 @@ func sagaSection(ctx context.Context, log *slog.Logger, cfg config, m machine) (
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Saga: order to confirmation\n\n%s\n", m.markdown())
 	t := table{header: []string{"Load", "SKUs", "Orders", "Confirmed", "p50", "p90", "p99", "max", "Sagas/s", "Check"}}
+	where := table{header: []string{"Step", "Waits p50 / p99", "Takes p50 / p99"}}
 	var problems []string
 	for _, point := range []struct {
 		name string
@@ -42,9 +43,14 @@ func sagaSection(ctx context.Context, log *slog.Logger, cfg config, m machine) (
 		{"200 orders/s", 200, sagaCatalog}, {"500 orders/s", 500, sagaCatalog}, {"saturation (64 clients)", 0, sagaCatalog},
 		{"200 orders/s, one hot SKU", 200, 1}, {"500 orders/s, one hot SKU", 500, 1},
 	} {
-		row, probs, err := sagaPoint(ctx, log, cfg, bin, dir, point.rate, point.skus)
+		row, hops, probs, err := sagaPoint(ctx, log, cfg, bin, dir, point.rate, point.skus)
 		if err != nil {
 			return "", err
+		}
+		if point.rate == 500 && point.skus == sagaCatalog {
+			for _, h := range hops {
+				where.add(h...)
+			}
 		}
 		t.add(append([]string{point.name, fmt.Sprint(point.skus)}, append(row, validity(probs))...)...)
 		problems = append(problems, probs...)
@@ -66,6 +72,16 @@ func sagaSection(ctx context.Context, log *slog.Logger, cfg config, m machine) (
   Check: every order placed was confirmed (stock is ample; the provider
   declines nothing) and nothing failed.
 `)
+	b.WriteString("\n### Where the time goes at 500 orders/s (100 SKUs)\n\n" + where.String() + "\n")
+	b.WriteString(`- From orderflow's own histograms over the whole point (warm-up included):
+  ` + "`orderflow_relay_delay_seconds`" + `, and per reaction
+  ` + "`orderflow_saga_trigger_age_seconds`" + ` (from the trigger's append to the
+  reaction starting: the relay, Kafka and the consumer's queue) and
+  ` + "`orderflow_saga_reaction_seconds`" + ` (the reaction: reads, provider call,
+  append). Quantiles are interpolated inside the buckets (..., 25, 50, 100,
+  250, 500 ms, ...): read them as bounds.
+
+`)
 	return b.String(), nil
 }
 
@@ -74,17 +90,17 @@ const sagaCatalog = 100
 
 // sagaPoint runs one load point on a fresh database and topics: orders of
 // one line each, for a SKU drawn from skus of them.
-func sagaPoint(ctx context.Context, log *slog.Logger, cfg config, bin, dir string, rate, skus int) (row, problems []string, err error) {
+func sagaPoint(ctx context.Context, log *slog.Logger, cfg config, bin, dir string, rate, skus int) (row []string, hops [][]string, problems []string, err error) {
 	db, err := createDatabase(ctx, cfg.databaseURL, false)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer func() { err = errors.Join(err, db.drop(context.WithoutCancel(ctx))) }()
 	c, err := startOrderflow(ctx, log, bin, db.url, dir,
 		append(db.kafkaEnv(cfg.kafkaBrokers), "ORDERFLOW_ROLES=command,query,relay,projector,saga,payment-provider",
 			"ORDERFLOW_ORDER_DEADLINE=10m", "ORDERFLOW_LOG_LEVEL=warn")...)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer func() {
 		if stopErr := c.stop(); stopErr != nil {
@@ -108,14 +124,14 @@ func sagaPoint(ctx context.Context, log *slog.Logger, cfg config, bin, dir strin
 	}
 	for sku := range skus {
 		if code, body, err := post(fmt.Sprintf("/v1/inventory/SKU-%d/stock", sku), `{"quantity":1000000}`); err != nil || code != 200 {
-			return nil, nil, fmt.Errorf("add stock: %d %s %v", code, body, err)
+			return nil, nil, nil, fmt.Errorf("add stock: %d %s %v", code, body, err)
 		}
 	}
 	// Steady state, not start-up: the load starts once one order has gone
 	// through the whole saga (every consumer group has joined and got its
 	// partitions).
 	if code, body, err := post("/v1/orders", `{"customer_id":"probe","lines":[{"sku":"SKU-0","quantity":1,"unit_price_cents":1}]}`); err != nil || code != 201 {
-		return nil, nil, fmt.Errorf("probe order: %d %s %v", code, body, err)
+		return nil, nil, nil, fmt.Errorf("probe order: %d %s %v", code, body, err)
 	}
 	for ready := time.Now().Add(time.Minute); ; {
 		var n int
@@ -123,7 +139,7 @@ func sagaPoint(ctx context.Context, log *slog.Logger, cfg config, bin, dir strin
 			break
 		}
 		if time.Now().After(ready) {
-			return nil, nil, errors.New("the probe order was not confirmed within a minute")
+			return nil, nil, nil, errors.New("the probe order was not confirmed within a minute")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -186,7 +202,7 @@ func sagaPoint(ctx context.Context, log *slog.Logger, cfg config, bin, dir strin
 	// Wait until every placed order is confirmed, then read the times.
 	pool, err := pgxpool.New(ctx, db.url)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer pool.Close()
 	deadline := time.Now().Add(3 * time.Minute)
@@ -203,7 +219,7 @@ func sagaPoint(ctx context.Context, log *slog.Logger, cfg config, bin, dir strin
 	}
 	rows, err := pool.Query(ctx, `select substr(stream_id, 7), recorded_at from events where type = 'OrderConfirmed'`)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var lat []time.Duration
 	inWindow := 0
@@ -212,7 +228,7 @@ func sagaPoint(ctx context.Context, log *slog.Logger, cfg config, bin, dir strin
 		var at time.Time
 		if err := rows.Scan(&id, &at); err != nil {
 			rows.Close()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		due, ok := sent[id]
 		if !ok || due.Before(start) { // warm-up orders do not count
@@ -231,6 +247,37 @@ func sagaPoint(ctx context.Context, log *slog.Logger, cfg config, bin, dir strin
 			measured++
 		}
 	}
+	hops, err = sagaHops(ctx, c.url)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
 	return []string{fmt.Sprint(measured), fmt.Sprint(len(lat)), ms(l.pct(0.50)), ms(l.pct(0.90)), ms(l.pct(0.99)), ms(l.max()),
-		perSecond(float64(inWindow) / cfg.duration.Seconds())}, problems, nil
+		perSecond(float64(inWindow) / cfg.duration.Seconds())}, hops, problems, nil
+}
+
+// sagaHops reads from the process's own histograms where a saga's time
+// goes: the relay's delay, and for each reaction on the path to
+// confirmation how long its trigger waited and how long it took.
+func sagaHops(ctx context.Context, base string) ([][]string, error) {
+	relay, err := scrapeHistogram(ctx, base, `orderflow_relay_delay_seconds_bucket{`)
+	if err != nil {
+		return nil, err
+	}
+	out := [][]string{{"relay: append → broker ack (every event)", ms(relay.quantile(0.5)) + " / " + ms(relay.quantile(0.99)), "—"}}
+	for _, r := range []struct{ name, what string }{
+		{"inventory", "inventory (reserves on OrderPlaced; also commits on OrderConfirmed)"},
+		{"payment-on-inventory", "payment (charges on InventoryReserved; provider 20 ms)"},
+		{"order-on-payment", "order (confirms on PaymentCaptured)"},
+	} {
+		wait, err := scrapeHistogram(ctx, base, `orderflow_saga_trigger_age_seconds_bucket{reaction="`+r.name+`",`)
+		if err != nil {
+			return nil, err
+		}
+		took, err := scrapeHistogram(ctx, base, `orderflow_saga_reaction_seconds_bucket{reaction="`+r.name+`",`)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, []string{r.what, ms(wait.quantile(0.5)) + " / " + ms(wait.quantile(0.99)), ms(took.quantile(0.5)) + " / " + ms(took.quantile(0.99))})
+	}
+	return out, nil
 }
