@@ -300,7 +300,7 @@ func replayedCheckpoints(ctx context.Context, tx pgx.Tx, events []eventstore.Eve
 		}
 		i = j
 	}
-	if len(lookup) == 0 {
+	if len(lookup) == 0 || replayed == (eventstore.Position{}) { // nothing replayed: nothing to find
 		return nil
 	}
 	rows, err := tx.Query(ctx, `select stream_id, max(version) from events
