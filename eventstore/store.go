@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"sync"
 	"time"
@@ -72,7 +71,7 @@ type Store struct {
 	cfg  Config
 
 	queue   chan *appendRequest
-	reads   []*batch.Batcher[readRequest, readResult] // by hash of the stream id
+	reads   *batch.Batcher[readRequest, readResult]
 	wake    chan struct{}
 	closing chan struct{}
 	once    sync.Once
@@ -119,9 +118,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
 		}),
 	}
-	for range readLanes {
-		s.reads = append(s.reads, batch.New(maxReadBatch, s.readBatch))
-	}
+	s.reads = batch.New(maxReadBatch, s.readBatch)
 	if cfg.Registerer != nil {
 		for _, c := range []prometheus.Collector{s.appended, s.events, s.conflicts, s.duplicates, s.batchSize, s.readSize, &txAgeCollector{s}} {
 			if err := cfg.Registerer.Register(c); err != nil {
@@ -418,13 +415,6 @@ func scanEvent(rows pgx.Rows, before ...any) (Event, error) {
 // maxReadBatch is the most stream reads one query serves.
 const maxReadBatch = 256
 
-// readLanes is how many read queries may run at once. Streams are spread
-// over the lanes by a hash of their id, so that one long read (a busy
-// SKU's whole stream) holds back only the reads that share its lane.
-const readLanes = 4
-
-var readSeed = maphash.MakeSeed()
-
 // readTimeout bounds a batch of reads; a caller that stops waiting earlier
 // leaves the batch to finish.
 const readTimeout = 30 * time.Second
@@ -444,14 +434,13 @@ type readResult struct {
 // start), in version order, at most limit of them (0: all). It returns
 // ErrNotFound when the stream has no events at all.
 //
-// Concurrent reads share one query: those that arrive while one runs (in
-// their lane: readLanes) go together in the next (see internal/batch), so a
-// busy saga or projector makes a round trip per batch rather than per
-// stream, and a read alone is one query as before. A read is served by a query that starts after it
+// Concurrent reads share one query: those that arrive while one runs go
+// together in the next (see internal/batch), so a busy saga or projector
+// makes a round trip per batch rather than per stream, and a read alone is
+// one query as before. A read is served by a query that starts after it
 // was asked, so it sees every append that committed before.
 func (s *Store) ReadStream(ctx context.Context, streamID string, from int64, limit int) ([]Event, error) {
-	lane := s.reads[maphash.String(readSeed, streamID)%readLanes]
-	r, err := lane.Do(ctx, readRequest{stream: streamID, from: max(from, 1), limit: max(limit, 0)})
+	r, err := s.reads.Do(ctx, readRequest{stream: streamID, from: max(from, 1), limit: max(limit, 0)})
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: read %s: %w", streamID, err)
 	}
