@@ -369,27 +369,14 @@ func (p *Participants) payment(ctx context.Context, id orderflow.OrderID) (Payme
 // stream first. The command id comes from the trigger and the action, so a
 // redelivered trigger appends nothing new.
 func (p *Participants) react(ctx context.Context, trigger eventstore.Event, action string, decide func(ctx context.Context) ([]Write, error)) error {
-	const attempts = 20
-	for range attempts {
+	a := eventstore.Append{CommandID: batchCommandID(action, []eventstore.Event{trigger}), Fingerprint: action}
+	return p.appendRetrying(ctx, a, fmt.Sprintf("%s on %s@%d", action, trigger.StreamID, trigger.Version), func(a *eventstore.Append) error {
 		writes, err := decide(ctx)
-		if err != nil || len(writes) == 0 {
+		if err != nil {
 			return err
 		}
-		err = p.write(ctx, trigger, action, writes)
-		if errors.Is(err, eventstore.ErrConcurrency) {
-			continue
-		}
-		return err
-	}
-	return fmt.Errorf("saga %s on %s@%d: still conflicting after %d attempts", action, trigger.StreamID, trigger.Version, attempts)
-}
-
-func (p *Participants) write(ctx context.Context, trigger eventstore.Event, action string, writes []Write) error {
-	a := eventstore.Append{CommandID: "saga:" + action + ":" + trigger.ID.String(), Fingerprint: action}
-	if err := addWrites(&a, writes, metadata(trigger, action)); err != nil {
-		return err
-	}
-	return p.append(ctx, a)
+		return addWrites(a, writes, metadata(trigger, action))
+	})
 }
 
 // append appends a; a command appended before is a success.
