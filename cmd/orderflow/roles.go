@@ -7,10 +7,19 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/projector"
 )
+
+// otherStreams picks the messages of streams p does not fold (the stock
+// projection reads the inventory topic, which also carries reservation
+// streams): its consumer never delivers them. A message is keyed by its
+// stream id; one without a key is delivered, for the handler to judge.
+func otherStreams(p projector.Projection) func(kafka.Message) bool {
+	return func(km kafka.Message) bool { return len(km.Key) > 0 && !projector.Wants(p, string(km.Key)) }
+}
 
 // project backfills projections that were never built, then applies
 // relayed events to every projection, each through its own consumer group,
@@ -22,7 +31,8 @@ func project(ctx context.Context, cfg Config, engine *projector.Engine, store *e
 	var consumers []consumer
 	for _, p := range projector.All() {
 		for _, s := range projector.Subscriptions(p, cfg.KafkaTopicPrefix) {
-			consumers = append(consumers, consumer{name: s.Handler, topic: s.Topic, group: s.ConsumerGroup, handle: engine.Handler(p), unordered: true})
+			consumers = append(consumers, consumer{name: s.Handler, topic: s.Topic, group: s.ConsumerGroup, handle: engine.Handler(p),
+				unordered: true, skip: otherStreams(p)})
 		}
 	}
 	// Only messages that are not orderflow events are dead letters: a

@@ -5,6 +5,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/orderflow/orderflow/projector"
 	"github.com/orderflow/orderflow/relay"
 )
 
@@ -22,5 +23,15 @@ func TestOtherTypes(t *testing.T) {
 	}
 	if skip(kafka.Message{}) {
 		t.Error("a message without a type was skipped; want it delivered")
+	}
+}
+
+// A projection's consumer skips the streams the projection does not fold.
+func TestOtherStreams(t *testing.T) {
+	skip := otherStreams(projector.StockLevels{})
+	for key, want := range map[string]bool{"sku-A": false, "reservation-x": true, "order-x": true, "": false} {
+		if got := skip(kafka.Message{Key: []byte(key)}); got != want {
+			t.Errorf("stock projection: skip(key %q) = %v, want %v", key, got, want)
+		}
 	}
 }
