@@ -106,9 +106,11 @@ func (o Outcome) String() string {
 func lockKey(projection string) string { return "orderflow.projection." + projection }
 
 // checkpoints returns the quoted name of p's checkpoint table in t: the last
-// version of each stream applied to the view, committed with it. It is one
-// of p's tables (see tables), so a rebuild fills a shadow of it and swaps
-// it in with the views. A projection's migration creates it with its views:
+// version of each stream applied to the view, committed with it, for the
+// streams applied past the position p's last rebuild replayed to (a stream
+// without a row stands at its last version up to there; see
+// replayedCheckpoints). It is one of p's tables (see tables), so a rebuild
+// fills a shadow of it and swaps it in with the views. A projection's migration creates it with its views:
 // (stream_id text primary key, version bigint not null).
 func checkpoints(p Projection, t Tables) string { return t.Name(p.Name() + "_checkpoints") }
 
