@@ -75,11 +75,13 @@ type toReserve struct {
 	placed  orderflow.OrderPlaced
 }
 
-// toSettle is a commit or a release of an order's reservation.
+// toSettle is a commit or a release of an order's reservation, with the
+// reservation as read when it was asked for.
 type toSettle struct {
 	trigger eventstore.Event
 	action  string
 	id      orderflow.OrderID
+	res     Reservation
 	decide  func(orderflow.OrderID, Reservation) []Write
 }
 
@@ -221,10 +223,10 @@ const maxReserveBatch = 64
 // reserveTimeout bounds one batch of reservations, retries included.
 const reserveTimeout = 30 * time.Second
 
-// skusOf returns the SKUs placed names, sorted, without repeats.
-func skusOf(placed orderflow.OrderPlaced) []orderflow.SKU {
-	skus := make([]orderflow.SKU, len(placed.Lines))
-	for i, l := range placed.Lines {
+// skusOf returns the SKUs lines name, sorted, without repeats.
+func skusOf(lines []orderflow.OrderLine) []orderflow.SKU {
+	skus := make([]orderflow.SKU, len(lines))
+	for i, l := range lines {
 		skus[i] = l.SKU
 	}
 	slices.Sort(skus)
@@ -265,7 +267,7 @@ func batcherOf[T any](p *Participants, m map[string]*batch.Batcher[T, error], sk
 // reserver returns the batcher of the reservations of orders naming the same
 // SKUs as placed.
 func (p *Participants) reserver(placed orderflow.OrderPlaced) *batch.Batcher[toReserve, error] {
-	return batcherOf(p, p.reservers, skusOf(placed), p.reserveBatch)
+	return batcherOf(p, p.reservers, skusOf(placed.Lines), p.reserveBatch)
 }
 
 // batchCommandID is the command id of an append for the reactions to
@@ -446,19 +448,16 @@ func (p *Participants) settle(ctx context.Context, trigger eventstore.Event, act
 	if err != nil || len(decide(id, res)) == 0 {
 		return err
 	}
-	skus := make([]orderflow.SKU, len(res.Lines))
-	for i, l := range res.Lines {
-		skus[i] = l.SKU
-	}
-	slices.Sort(skus)
-	err, cerr := batcherOf(p, p.settlers, slices.Compact(skus), p.settleBatch).Do(ctx, toSettle{trigger: trigger, action: action, id: id, decide: decide})
+	err, cerr := batcherOf(p, p.settlers, skusOf(res.Lines), p.settleBatch).Do(ctx, toSettle{trigger: trigger, action: action, id: id, res: res, decide: decide})
 	return cmp.Or(cerr, err)
 }
 
 // settleBatch commits or releases the reservations of orders naming the
-// same skus in one append, decided on their reservations read afresh, and
-// retried when another writer moved one first. An order twice in a batch
-// is settled once, by its first item.
+// same skus in one append. The first attempt decides on the reservations
+// as the items read them: every write to a reservation stream expects the
+// version it was decided on, so one that moved since conflicts, and the
+// retry reads them all afresh. An order twice in a batch is settled once,
+// by its first item.
 func (p *Participants) settleBatch(skus []orderflow.SKU, items []toSettle) error {
 	ctx, cancel := context.WithTimeout(context.Background(), reserveTimeout)
 	defer cancel()
@@ -475,12 +474,20 @@ func (p *Participants) settleBatch(skus []orderflow.SKU, items []toSettle) error
 			ids, unique = append(ids, it.id), append(unique, it)
 		}
 	}
+	res := make([]Reservation, len(unique))
+	for i, it := range unique {
+		res[i] = it.res
+	}
 	a := eventstore.Append{Fingerprint: action, CommandID: batchCommandID(action, triggers)}
+	first := true
 	return p.appendRetrying(ctx, a, fmt.Sprintf("%s of %d orders", action, len(unique)), func(a *eventstore.Append) error {
-		res, err := p.reservations(ctx, ids)
-		if err != nil {
-			return err
+		if !first {
+			var err error
+			if res, err = p.reservations(ctx, ids); err != nil {
+				return err
+			}
 		}
+		first = false
 		for i, it := range unique {
 			if err := addWrites(a, it.decide(it.id, res[i]), metadata(it.trigger, it.action)); err != nil {
 				return err
