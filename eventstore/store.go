@@ -513,7 +513,8 @@ func (s *Store) readBatch(reqs []readRequest) []readResult {
 
 // ReadAll returns up to limit events after position after, in the safe global
 // order: only events of transactions older than every transaction still
-// running, ordered by (transaction id, sequence). An event that commits later
+// running that writes events (orderflow_log_horizon), ordered by
+// (transaction id, sequence). An event that commits later
 // always sorts after the last position returned, so a reader that resumes
 // from there skips nothing, and each stream reads in version order.
 func (s *Store) ReadAll(ctx context.Context, after Position, limit int) ([]Event, error) {
@@ -522,7 +523,7 @@ func (s *Store) ReadAll(ctx context.Context, after Position, limit int) ([]Event
 	}
 	rows, err := s.pool.Query(ctx, `select `+eventColumns+` from events
 		where (tx_id, seq) > ($1, $2)
-		  and tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+		  and tx_id < (select orderflow_log_horizon())
 		order by tx_id, seq
 		limit $3`, after.TxID, after.Seq, limit)
 	if err != nil {
@@ -540,7 +541,7 @@ func (s *Store) ReadAll(ctx context.Context, after Position, limit int) ([]Event
 func (s *Store) Head(ctx context.Context) (Position, error) {
 	var p Position
 	err := s.pool.QueryRow(ctx, `select tx_id, seq from events
-		where tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+		where tx_id < (select orderflow_log_horizon())
 		order by tx_id desc, seq desc limit 1`).Scan(&p.TxID, &p.Seq)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Position{}, nil
@@ -551,14 +552,19 @@ func (s *Store) Head(ctx context.Context) (Position, error) {
 	return p, nil
 }
 
-// OldestTransactionAge returns how long the oldest transaction that holds a
-// transaction id has been open anywhere in the PostgreSQL cluster (the
-// snapshot horizon is cluster-wide, so a transaction in another database
-// holds tailers back too). It is 0 when none is open.
+// OldestTransactionAge returns how long the oldest transaction writing events
+// has been open (0 when none is): tailers read nothing it might come before
+// until it ends. Transactions that write no events do not hold tailers back
+// (migration 009).
 func (s *Store) OldestTransactionAge(ctx context.Context) (time.Duration, error) {
 	var secs float64
-	err := s.pool.QueryRow(ctx, `select coalesce(extract(epoch from now() - min(xact_start)), 0)::float8
-		from pg_stat_activity where backend_xid is not null`).Scan(&secs)
+	err := s.pool.QueryRow(ctx, `select coalesce(extract(epoch from now() - min(a.xact_start)), 0)::float8
+		from pg_locks l join pg_stat_activity a on a.pid = l.pid
+		where l.locktype = 'advisory'
+		  and l.database = (select oid from pg_database where datname = current_database())
+		  and l.classid = ((orderflow_event_writer_key() >> 32) & 4294967295)::text::oid
+		  and l.objid = (orderflow_event_writer_key() & 4294967295)::text::oid
+		  and l.objsubid = 1`).Scan(&secs)
 	if err != nil {
 		return 0, fmt.Errorf("eventstore: oldest transaction: %w", err)
 	}
@@ -569,7 +575,7 @@ func (s *Store) OldestTransactionAge(ctx context.Context) (time.Duration, error)
 type txAgeCollector struct{ s *Store }
 
 var txAgeDesc = prometheus.NewDesc("orderflow_eventstore_oldest_transaction_seconds",
-	"Age of the oldest open writing transaction; tailers wait behind it.", nil, nil)
+	"Age of the oldest open transaction writing events; tailers wait behind it.", nil, nil)
 
 func (c *txAgeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- txAgeDesc }
 

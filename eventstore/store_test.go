@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/eventstore"
@@ -501,26 +502,66 @@ func labels(events []eventstore.Event) []string {
 }
 
 // Many writers race over a few streams with transactions of different
-// lengths; a tailer running alongside must see every event exactly once, each
-// stream in version order, and in positions that only grow.
+// lengths (some commit at once, some linger before committing), beside
+// transactions that write no events; a tailer running alongside must see
+// every event exactly once, each stream in version order, and in positions
+// that only grow.
 func TestTailUnderConcurrentWriters(t *testing.T) {
 	t.Parallel()
-	s, _ := MustStore(t)
+	s, pool := MustStore(t)
 	tail := collect(t, s)
-	const writers, perWriter, streams = 8, 60, 5
+	const writers, perWriter, streams = 8, 100, 5
+	ctx := context.Background()
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Go(func() {
 			for i := range perWriter {
 				stream := fmt.Sprintf("order-%d", (w+i)%streams)
-				if _, err := s.Append(context.Background(), one(stream, eventstore.Any, ev("E", w*1000+i))); err != nil {
-					t.Errorf("append: %v", err)
+				if w%2 == 0 { // through the store: batched, committed at once
+					if _, err := s.Append(ctx, one(stream, eventstore.Any, ev("E", w*1000+i))); err != nil {
+						t.Errorf("append: %v", err)
+						return
+					}
+					continue
+				}
+				// In a transaction of its own that lingers a little.
+				batch := fmt.Sprintf(`[{"cmd":"","streams":[{"id":%q,"exp":-1,"events":[{"id":"%s","type":"E","sv":1,"data":{}}]}]}]`,
+					stream, fmt.Sprintf("00000000-0000-7000-8000-%012d", w*1000+i))
+				err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+					if _, err := tx.Exec(ctx, "select orderflow_append($1::jsonb)", batch); err != nil {
+						return err
+					}
+					_, err := tx.Exec(ctx, "select pg_sleep(random() * 0.002)")
+					return err
+				})
+				if err != nil {
+					t.Errorf("append in a transaction: %v", err)
+					return
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	var others sync.WaitGroup
+	for range 2 { // transactions that hold an id and write no events
+		others.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				_, err := pool.Exec(ctx, "select pg_current_xact_id(), pg_sleep(random() * 0.002)")
+				if err != nil {
+					t.Errorf("other transaction: %v", err)
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
+	close(done)
+	others.Wait()
 	got := receive(t, tail, writers*perWriter)
 	last := map[string]int64{}
 	var prev eventstore.Position
@@ -539,4 +580,98 @@ func TestTailUnderConcurrentWriters(t *testing.T) {
 		t.Fatalf("tail delivered an extra event %s", label(e))
 	default:
 	}
+}
+
+// A transaction that holds a transaction id but writes no events (a
+// projector's view update, a saga's bookkeeping, one in another database)
+// does not hold tailers back; one that writes events does, however it
+// inserts them.
+func TestOnlyEventWritersHoldTheTail(t *testing.T) {
+	t.Parallel()
+	s, pool := MustStore(t)
+	ctx := context.Background()
+	mustAppend(t, s, one("order-a", eventstore.NoStream, ev("A1", 1)))
+
+	other, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(ctx)
+	if _, err := other.Exec(ctx, `create temporary table scratch (n int); insert into scratch values (1)`); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, one("order-b", eventstore.NoStream, ev("B1", 1)))
+	all, err := s.ReadAll(ctx, eventstore.Position{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := labels(all); len(got) != 2 || got[1] != "order-b@1" {
+		t.Fatalf("ReadAll beside an open transaction that writes no events = %v; want order-a@1, order-b@1", got)
+	}
+	if age, err := s.OldestTransactionAge(ctx); err != nil || age != 0 {
+		t.Fatalf("OldestTransactionAge = %v, %v; want 0: no transaction writing events is open", age, err)
+	}
+
+	// A plain INSERT as a transaction's first write makes it a writer too.
+	writer, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Rollback(ctx)
+	if _, err := writer.Exec(ctx, `insert into events (event_id, stream_id, version, type, schema_version, data)
+		values (gen_random_uuid(), 'order-c', 1, 'C1', 1, '{}')`); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, one("order-d", eventstore.NoStream, ev("D1", 1)))
+	if all, err = s.ReadAll(ctx, all[1].Position, 100); err != nil || len(all) != 0 {
+		t.Fatalf("ReadAll while an insert into events is open = %v, %v; want nothing", labels(all), err)
+	}
+	if age, err := s.OldestTransactionAge(ctx); err != nil || age <= 0 {
+		t.Fatalf("OldestTransactionAge = %v, %v; want > 0 while an insert into events is open", age, err)
+	}
+	if err := writer.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	all, err = s.ReadAll(ctx, eventstore.Position{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(labels(all)); got != "[order-a@1 order-b@1 order-c@1 order-d@1]" {
+		t.Fatalf("after the insert committed: %s", got)
+	}
+}
+
+// A transaction that already holds an id when it first inserts events could
+// be past a reader's horizon already, so the insert is refused, with a
+// clear error, and nothing is stored.
+func TestEventsMustBeATransactionsFirstWrite(t *testing.T) {
+	t.Parallel()
+	s, pool := MustStore(t)
+	ctx := context.Background()
+	before := countEvents(t, pool)
+	for name, insert := range map[string]string{
+		"orderflow_append": `select orderflow_append('[{"cmd":"","streams":[{"id":"order-x","exp":-1,"events":[{"id":"00000000-0000-7000-8000-000000000001","type":"X","sv":1,"data":{}}]}]}]'::jsonb)`,
+		"insert":           `insert into events (event_id, stream_id, version, type, schema_version, data) values (gen_random_uuid(), 'order-x', 1, 'X', 1, '{}')`,
+	} {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `select pg_current_xact_id()`); err != nil {
+			t.Fatal(err)
+		}
+		_, err = tx.Exec(ctx, insert)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "55000" || pgErr.Message != "orderflow: a transaction must write events before anything else" {
+			t.Errorf("%s after another write: %v; want SQLSTATE 55000, events before anything else", name, err)
+		}
+		if err := tx.Commit(ctx); !errors.Is(err, pgx.ErrTxCommitRollback) {
+			t.Errorf("%s: commit after the refused insert: %v; want a rollback", name, err)
+		}
+	}
+	if after := countEvents(t, pool); after != before {
+		t.Fatalf("events: %d before, %d after refused inserts", before, after)
+	}
+	// Then appends work as ever.
+	mustAppend(t, s, one("order-x", eventstore.NoStream, ev("X", 1)))
 }

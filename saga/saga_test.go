@@ -118,7 +118,7 @@ func (w *world) deliver(t *testing.T, times int) {
 			if time.Now().After(deadline) {
 				t.Fatalf("delivered %d of %d events within a minute", seen, total)
 			}
-			time.Sleep(10 * time.Millisecond) // an open transaction elsewhere in the cluster holds the horizon
+			time.Sleep(10 * time.Millisecond) // an append still open holds the horizon
 			continue
 		}
 		seen += len(events)
