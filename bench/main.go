@@ -63,9 +63,9 @@ type config struct {
 
 // relayDefaultBatch is -relay-batch's default, the best batch size measured
 // (BENCHMARKS.md, relay section): 5000 drains a backlog fastest, but its
-// latency at 2,000 events/s is about half as high again as at 500 or 1000
-// (relay.NewWriter makes kafka-go allocate room for a whole batch per
-// partition and write), and 1000 already drains well above the target.
+// latency at 2,000 events/s was about half as high again as at 500 or 1000
+// (measured with kafka-go's Writer, which allocates room for a whole batch
+// per partition and write), and 1000 already drains well above the target.
 const relayDefaultBatch = 1000
 
 // catchUpBatches returns the catch-up part's batch sizes, ascending, with

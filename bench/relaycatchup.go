@@ -67,8 +67,8 @@ func measureCatchUp(ctx context.Context, log *slog.Logger, pool *pgxpool.Pool, t
 		return res, err
 	}
 	defer store.Close()
-	writer := relay.NewWriter(brokers, batch)
-	defer writer.Close()
+	producer := relay.NewProducer(brokers)
+	defer producer.Close()
 	br, err := breaker.New(breaker.Config{Name: "kafka-bench"}, log)
 	if err != nil {
 		return res, err
@@ -76,7 +76,7 @@ func measureCatchUp(ctx context.Context, log *slog.Logger, pool *pgxpool.Pool, t
 	// A checkpoint (and leader lock) of its own per run: each starts at zero.
 	name := fmt.Sprintf("bench-catchup-%d", batch)
 	r, err := relay.New(relay.Config{Name: name, TopicPrefix: topics.prefix, BatchSize: batch}, pool,
-		&timedTailer{next: store, t: res.Phases}, &timedProducer{next: writer, t: res.Phases}, br, log)
+		&timedTailer{next: store, t: res.Phases}, &timedProducer{next: producer, t: res.Phases}, br, log)
 	if err != nil {
 		return res, err
 	}

@@ -113,7 +113,7 @@ func (p *ackProducer) WriteMessages(ctx context.Context, msgs ...kafka.Message) 
 	return nil
 }
 
-// measureRelayLatency runs orderflow's relay (relay.New, relay.NewWriter, a
+// measureRelayLatency runs orderflow's relay (relay.New, relay.NewProducer, a
 // breaker; the Store and pool as `orderflow serve` configures them by default)
 // on a fresh database and fresh topics, appends single events through
 // Store.Append at latencyRate per second in an open loop for warm-up plus
@@ -161,14 +161,14 @@ func measureRelayLatency(ctx context.Context, log *slog.Logger, cfg config, batc
 	d := &deliveries{acked: make([]atomic.Int64, total), received: make([]atomic.Int64, total)}
 
 	// The relay, as orderflow serve builds it.
-	writer := relay.NewWriter(cfg.kafkaBrokers, batch)
-	defer writer.Close()
+	producer := relay.NewProducer(cfg.kafkaBrokers)
+	defer producer.Close()
 	br, err := breaker.New(breaker.Config{Name: "kafka-bench-latency", Failures: 5, OpenTimeout: 5 * time.Second}, log)
 	if err != nil {
 		return res, err
 	}
 	r, err := relay.New(relay.Config{TopicPrefix: topics.prefix, BatchSize: batch}, pool,
-		&timedTailer{next: store, t: res.Phases}, &timedProducer{next: &ackProducer{next: writer, d: d}, t: res.Phases}, br, log)
+		&timedTailer{next: store, t: res.Phases}, &timedProducer{next: &ackProducer{next: producer, d: d}, t: res.Phases}, br, log)
 	if err != nil {
 		return res, err
 	}

@@ -122,7 +122,7 @@ func renderRelay(cfg config, m machine, b backlog, backlogProblems []string, run
   one transaction per 100,000 events, so the log is ordered by (tx_id, seq) as appends leave it; event i
   is version i/10,000+1 of stream i mod 10,000, so every stream's versions run 1, 2, 3 … in log order;
   ~200 bytes of JSON data, metadata with a correlation id and a traceparent, ids from gen_random_uuid()),
-  then ` + "`vacuum (analyze)`" + `, untimed. At each batch size a relay (` + "`relay.New`" + ` with ` + "`relay.NewWriter`" + `, a
+  then ` + "`vacuum (analyze)`" + `, untimed. At each batch size a relay (` + "`relay.New`" + ` with ` + "`relay.NewProducer`" + `, a
   breaker, an ` + "`eventstore.Store`" + ` as its tailer, its own checkpoint name so it starts at zero) publishes to
   fresh topics. Relay events/s: backlog ÷ the time from ` + "`Run`" + ` until its row in relay_checkpoints, read
   every 50 ms, holds the last event's position; the relay moves it only after the broker acknowledged, so it

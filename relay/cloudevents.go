@@ -111,12 +111,16 @@ func Message(e eventstore.Event, source, prefix string) kafka.Message {
 	}
 }
 
-// NewWriter returns the kafka-go writer the relay needs: acknowledgements
-// from all in-sync replicas, Java-compatible murmur2 partitioning by key, a
-// batch limit no smaller than the relay's batches (so one call sends one
-// batch per partition, and a partition never has two in flight), a short
-// batch timeout (kafka-go's default of 1s would delay every write), and few
-// attempts of its own so the circuit breaker sees failures promptly.
+// NewWriter returns kafka-go's Writer set up to do the relay's work:
+// acknowledgements from all in-sync replicas, Java-compatible murmur2
+// partitioning by key, a batch limit no smaller than the relay's batches (so
+// one call sends one batch per partition, and a partition never has two in
+// flight), a short batch timeout (kafka-go's default of 1s would delay every
+// write), and few attempts of its own so a circuit breaker sees failures
+// promptly. The relay used it until NewProducer, which sends one request
+// per broker where it sends one per partition; it stays as the raw
+// library's baseline in the benchmarks and the reference NewProducer's
+// partitioning is tested against.
 func NewWriter(brokers []string, batchSize int) *kafka.Writer {
 	return &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),

@@ -4,7 +4,7 @@
 // order, publishes each event as a CloudEvent to the topic of its stream's
 // bounded context, keyed by stream id, with acknowledgements from all in-sync
 // replicas and one batch in flight, and moves its checkpoint only after the
-// broker acknowledged. A circuit breaker stops it hammering a broker that is
+// broker acknowledged (in the background: a publish never waits for it). A circuit breaker stops it hammering a broker that is
 // down; events keep accumulating in PostgreSQL and are drained on recovery.
 package relay
 
@@ -260,6 +260,49 @@ func (r *Relay) lead(ctx context.Context) error {
 			}
 		})
 	}()
+	// The checkpoint is written behind the publisher, on the lock's own
+	// connection (a relay that lost the lock cannot move it): each write
+	// takes the latest acknowledged position, so a burst of batches costs one
+	// write, and a publish never waits for a commit. A crash repeats what was
+	// acknowledged since the last write: delivery is at least once anyway.
+	var (
+		acked    eventstore.Position // the latest acknowledged position; under ackedMu
+		ackedMu  sync.Mutex
+		saveable = make(chan struct{}, 1)
+		saved    eventstore.Position // the checkpointer's own
+	)
+	save := func(ctx context.Context) error {
+		ackedMu.Lock()
+		last := acked
+		ackedMu.Unlock()
+		if last == saved {
+			return nil
+		}
+		mu.Lock()
+		_, err := conn.Exec(ctx, `update relay_checkpoints set tx_id = $2, seq = $3, updated_at = now() where name = $1`,
+			r.cfg.Name, last.TxID, last.Seq)
+		mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("relay: save checkpoint %s: %w", last, err)
+		}
+		saved = last
+		return nil
+	}
+	checkpointer := make(chan struct{})
+	go func() {
+		defer close(checkpointer)
+		for {
+			select {
+			case <-leaderCtx.Done():
+				return
+			case <-saveable:
+			}
+			if err := save(leaderCtx); err != nil && leaderCtx.Err() == nil {
+				cancel(err)
+				return
+			}
+		}
+	}()
 	for events := range batches {
 		err = r.publish(leaderCtx, events)
 		if len(events) < r.cfg.BatchSize {
@@ -268,20 +311,26 @@ func (r *Relay) lead(ctx context.Context) error {
 		if err != nil {
 			break
 		}
-		last := events[len(events)-1].Position
-		mu.Lock()
-		// Written on the lock's own connection: a relay that lost the lock
-		// cannot move the checkpoint.
-		_, err = conn.Exec(leaderCtx, `update relay_checkpoints set tx_id = $2, seq = $3, updated_at = now() where name = $1`,
-			r.cfg.Name, last.TxID, last.Seq)
-		mu.Unlock()
-		if err != nil {
-			err = fmt.Errorf("relay: save checkpoint %s: %w", last, err)
-			break
+		ackedMu.Lock()
+		acked = events[len(events)-1].Position
+		ackedMu.Unlock()
+		select {
+		case saveable <- struct{}{}:
+		default: // a write is due already; it takes this position too
 		}
 	}
-	cancel(nil) // stop the tail if the publisher stopped first
+	cancel(nil) // stop the tail and the checkpointer if the publisher stopped first
 	for range batches {
+	}
+	<-checkpointer
+	// What was acknowledged last is saved before leaving, unless the lock's
+	// connection is what failed.
+	if cause := context.Cause(leaderCtx); cause == nil || errors.Is(cause, context.Canceled) {
+		saveCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if saveErr := save(saveCtx); saveErr != nil && err == nil {
+			err = saveErr
+		}
+		stop()
 	}
 	if tailE := <-tailErr; err == nil {
 		err = tailE

@@ -81,7 +81,7 @@ func ev(n int) eventstore.EventData {
 func TestRelayPublishesEveryCommittedEventInOrder(t *testing.T) {
 	t.Parallel()
 	f := MustFixture(t)
-	writer := relay.NewWriter(f.brokers, 500)
+	writer := relay.NewProducer(f.brokers)
 	t.Cleanup(func() { writer.Close() })
 	f.MustRunRelay(t, writer, nil)
 	collector := kafkatest.MustCollect(t, f.brokers, relay.Topics(f.prefix)...)
@@ -179,7 +179,7 @@ func TestRelayPublishesEveryCommittedEventInOrder(t *testing.T) {
 func TestRelayBreakerHoldsEventsUntilRecovery(t *testing.T) {
 	t.Parallel()
 	f := MustFixture(t)
-	writer := relay.NewWriter(f.brokers, 500)
+	writer := relay.NewProducer(f.brokers)
 	t.Cleanup(func() { writer.Close() })
 	flaky := &flakyProducer{next: writer}
 	flaky.down.Store(true)
@@ -241,5 +241,73 @@ func waitUntil(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within a minute")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The checkpoint follows the acknowledgements (written behind the
+// publisher) and holds the last acknowledged position when a relay stops,
+// so the next relay resumes after it and publishes nothing twice.
+func TestRelayResumesAfterItsCheckpoint(t *testing.T) {
+	t.Parallel()
+	f := MustFixture(t)
+	ctx := context.Background()
+	producer := relay.NewProducer(f.brokers)
+	t.Cleanup(func() { producer.Close() })
+	appendN := func(from, n int) eventstore.Position {
+		for i := from; i < from+n; i++ {
+			if _, err := f.store.Append(ctx, eventstore.Append{Streams: []eventstore.StreamAppend{{StreamID: fmt.Sprintf("order-%d", i%7), Expected: eventstore.Any, Events: []eventstore.EventData{ev(i)}}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		head, err := f.store.Head(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return head
+	}
+	checkpoint := func() eventstore.Position {
+		var p eventstore.Position
+		if err := f.pool.QueryRow(ctx, "select tx_id, seq from relay_checkpoints where name = 'kafka'").Scan(&p.TxID, &p.Seq); err != nil {
+			return eventstore.Position{}
+		}
+		return p
+	}
+	run := func() (stop func()) {
+		br, err := breaker.New(breaker.Config{Name: "kafka-resume", Failures: 3, OpenTimeout: 200 * time.Millisecond}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := relay.New(relay.Config{TopicPrefix: f.prefix, BatchSize: 7, LeaderPoll: 100 * time.Millisecond}, f.pool, f.store, producer, br, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = r.Run(runCtx) }()
+		return func() { cancel(); <-done }
+	}
+	collector := kafkatest.MustCollect(t, f.brokers, relay.Topics(f.prefix)...)
+
+	head := appendN(0, 50)
+	stop := run()
+	waitUntil(t, func() bool { return checkpoint() == head })
+	more := appendN(50, 30)
+	collector.WaitFor(t, time.Minute, func(msgs []kafka.Message) bool { return len(msgs) >= 80 })
+	stop()
+	if got := checkpoint(); got != more {
+		t.Fatalf("checkpoint after a clean stop = %s; want the last event %s", got, more)
+	}
+
+	last := appendN(80, 20)
+	stop = run()
+	defer stop()
+	waitUntil(t, func() bool { return checkpoint() == last })
+	msgs := collector.WaitFor(t, time.Minute, func(msgs []kafka.Message) bool { return len(msgs) >= 100 })
+	d, err := kafkatest.Verify(msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.IDs) != 100 || d.Duplicates != 0 {
+		t.Fatalf("%d events, %d duplicates in Kafka; want 100 and none", len(d.IDs), d.Duplicates)
 	}
 }

@@ -118,7 +118,7 @@ func newRelay(ctx context.Context, cfg Config, pool *pgxpool.Pool, store *events
 	if err != nil {
 		return nil, err
 	}
-	rl, err := relay.New(relay.Config{BatchSize: cfg.RelayBatchSize, TopicPrefix: cfg.KafkaTopicPrefix}, pool, store, relay.NewWriter(cfg.KafkaBrokers, cfg.RelayBatchSize), br, logger)
+	rl, err := relay.New(relay.Config{BatchSize: cfg.RelayBatchSize, TopicPrefix: cfg.KafkaTopicPrefix}, pool, store, relay.NewProducer(cfg.KafkaBrokers), br, logger)
 	if err != nil {
 		return nil, err
 	}
