@@ -143,8 +143,9 @@ func renderRelay(cfg config, m machine, b backlog, backlogProblems []string, run
   of relay_checkpoints, committed (the same tracer), Handover each batch callback it gave Subscribe, from call
   to return (the whole publish when it publishes inside the callback, the wait for a busy publisher when it
   hands batches over). Publisher's other time: the run's wall time less Write and Checkpoint, that is
-  building messages, the breaker, and waiting for the next batch. Percentages are of the wall time; phases
-  that overlap add up to more than 100%.
+  building messages, the breaker, and waiting for the next batch; the relay writes its checkpoint behind
+  the publisher, overlapping the writes, so this is a lower bound (0 when all of it overlaps).
+  Percentages are of the wall time; phases that overlap add up to more than 100%.
   CPU/event: CPU time over the run, per event, of this process (the relay, or the raw producer), of the
   PostgreSQL processes serving the run's database (its backends and the shared WAL writer, checkpointer …),
   of the Kafka broker's JVM and of the whole machine (/proc). Other work: the machine's busy time that none
