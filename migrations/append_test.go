@@ -1,0 +1,152 @@
+package migrations_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/tern/v2/migrate"
+
+	"github.com/orderflow/orderflow/internal/dbtest"
+	"github.com/orderflow/orderflow/migrations"
+)
+
+// 010's set-based orderflow_append answers every batch as 001's, statement
+// by statement, did, and leaves the same events and commands: random batches
+// with appends that share streams and command ids within a batch and across
+// batches, expected versions that hold or not, multi-stream appends that
+// fail on one stream, and retried commands with the same or another
+// fingerprint. Going down from 010 brings 001's function back.
+func TestSetBasedAppendMatchesStatementByStatement(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	connect := func(version int32) *pgx.Conn {
+		conn, err := pgx.Connect(ctx, dbtest.MustURL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close(ctx) })
+		m, err := migrate.NewMigrator(ctx, conn, "orderflow_schema_version")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.LoadMigrations(migrations.FS()); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.MigrateTo(ctx, version); err != nil {
+			t.Fatalf("migrate to %d: %v", version, err)
+		}
+		return conn
+	}
+	old, set := connect(9), connect(10)
+
+	rng := rand.New(rand.NewPCG(5, 10))
+	streams := []string{"order-a", "order-b", "sku-1", "sku-2", "reservation-x"}
+	version := map[string]int64{} // the model's current versions, to aim expected versions near them
+	eventN := 0
+	statuses := map[string]int{}
+	for b := range 60 {
+		var batch []map[string]any
+		for range 1 + rng.IntN(12) {
+			a := map[string]any{"cmd": "", "fp": ""}
+			if rng.IntN(2) == 0 {
+				a["cmd"] = fmt.Sprintf("cmd-%d", rng.IntN(25))
+				a["fp"] = fmt.Sprintf("fp-%d", rng.IntN(2))
+			}
+			var sts []map[string]any
+			for _, i := range rng.Perm(len(streams))[:1+rng.IntN(3)] {
+				st := streams[i]
+				exp := int64(-1)
+				switch rng.IntN(4) {
+				case 0:
+					exp = version[st]
+				case 1:
+					exp = version[st] + int64(rng.IntN(3)) - 1
+				case 2:
+					exp = 0
+				}
+				var evs []map[string]any
+				for range 1 + rng.IntN(3) {
+					eventN++
+					evs = append(evs, map[string]any{"id": fmt.Sprintf("00000000-0000-7000-8000-%012d", eventN), "type": "E",
+						"sv": 1 + rng.IntN(2), "data": map[string]int{"n": eventN}, "meta": map[string]string{"correlation_id": fmt.Sprint("c", b)}})
+				}
+				sts = append(sts, map[string]any{"id": st, "exp": exp, "events": evs})
+			}
+			a["streams"] = sts
+			batch = append(batch, a)
+		}
+		raw, _ := json.Marshal(batch)
+		var want, got []byte
+		if err := old.QueryRow(ctx, "select orderflow_append($1::jsonb)", raw).Scan(&want); err != nil {
+			t.Fatalf("batch %d, 001: %v", b, err)
+		}
+		if err := set.QueryRow(ctx, "select orderflow_append($1::jsonb)", raw).Scan(&got); err != nil {
+			t.Fatalf("batch %d, 010: %v", b, err)
+		}
+		var w, g any
+		_ = json.Unmarshal(want, &w)
+		_ = json.Unmarshal(got, &g)
+		if fmt.Sprint(w) != fmt.Sprint(g) {
+			t.Fatalf("batch %d: %s\n001 answered %s\n010 answered %s", b, raw, want, got)
+		}
+		var results []struct {
+			S string `json:"s"`
+		}
+		_ = json.Unmarshal(got, &results)
+		for _, r := range results {
+			statuses[r.S]++
+		}
+		if err := old.QueryRow(ctx, "select coalesce(jsonb_object_agg(stream_id, v), '{}') from (select stream_id, max(version) v from events group by stream_id) s").Scan(&want); err != nil {
+			t.Fatal(err)
+		}
+		version = map[string]int64{}
+		_ = json.Unmarshal(want, &version)
+	}
+	for _, q := range []string{
+		"select coalesce(jsonb_agg(jsonb_build_array(event_id, stream_id, version, type, schema_version, data, metadata) order by seq), '[]') from events",
+		"select coalesce(jsonb_agg(jsonb_build_array(command_id, fingerprint, result) order by command_id), '[]') from commands",
+	} {
+		var want, got []byte
+		if err := old.QueryRow(ctx, q).Scan(&want); err != nil {
+			t.Fatal(err)
+		}
+		if err := set.QueryRow(ctx, q).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if string(want) != string(got) {
+			t.Fatalf("%s:\n001 left %.500s\n010 left %.500s", q, want, got)
+		}
+	}
+	for _, st := range []string{"ok", "dup", "reused", "conflict"} {
+		if statuses[st] < 5 {
+			t.Fatalf("answers %v: too few %q for the comparison to mean much", statuses, st)
+		}
+	}
+
+	// Down from 010: 001's function again, answering as before.
+	m, err := migrate.NewMigrator(ctx, set, "orderflow_schema_version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadMigrations(migrations.FS()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.MigrateTo(ctx, 9); err != nil {
+		t.Fatalf("down to 9: %v", err)
+	}
+	var src string
+	if err := set.QueryRow(ctx, "select prosrc from pg_proc where proname = 'orderflow_append'").Scan(&src); err != nil {
+		t.Fatal(err)
+	}
+	var oldSrc string
+	if err := old.QueryRow(ctx, "select prosrc from pg_proc where proname = 'orderflow_append'").Scan(&oldSrc); err != nil {
+		t.Fatal(err)
+	}
+	if src != oldSrc {
+		t.Fatal("after going down from 010, orderflow_append is not 001's")
+	}
+}
