@@ -8,10 +8,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/tern/v2/migrate"
 
 	"github.com/orderflow/orderflow/internal/dbtest"
-	"github.com/orderflow/orderflow/migrations"
 )
 
 // 010's set-based orderflow_append answers every batch as 001's, statement
@@ -29,14 +27,7 @@ func TestSetBasedAppendMatchesStatementByStatement(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { conn.Close(ctx) })
-		m, err := migrate.NewMigrator(ctx, conn, "orderflow_schema_version")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := m.LoadMigrations(migrations.FS()); err != nil {
-			t.Fatal(err)
-		}
-		if err := m.MigrateTo(ctx, version); err != nil {
+		if err := mustMigrator(t, conn).MigrateTo(ctx, version); err != nil {
 			t.Fatalf("migrate to %d: %v", version, err)
 		}
 		return conn
@@ -128,14 +119,7 @@ func TestSetBasedAppendMatchesStatementByStatement(t *testing.T) {
 	}
 
 	// Down from 010: 001's function again, answering as before.
-	m, err := migrate.NewMigrator(ctx, set, "orderflow_schema_version")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.LoadMigrations(migrations.FS()); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.MigrateTo(ctx, 9); err != nil {
+	if err := mustMigrator(t, set).MigrateTo(ctx, 9); err != nil {
 		t.Fatalf("down to 9: %v", err)
 	}
 	var src string

@@ -50,13 +50,7 @@ func TestReplayedPositionDownDerivesCheckpoints(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m, err := migrate.NewMigrator(ctx, conn, "orderflow_schema_version")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.LoadMigrations(migrations.FS()); err != nil {
-		t.Fatal(err)
-	}
+	m := mustMigrator(t, conn)
 	if err := m.MigrateTo(ctx, 7); err != nil {
 		t.Fatalf("down to 7: %v", err)
 	}
@@ -71,4 +65,18 @@ func TestReplayedPositionDownDerivesCheckpoints(t *testing.T) {
 	if _, err := migrations.Apply(ctx, conn); err != nil {
 		t.Fatalf("up again: %v", err)
 	}
+}
+
+// mustMigrator returns a migrator over conn with orderflow's migrations
+// loaded, to move the schema to a given version.
+func mustMigrator(t *testing.T, conn *pgx.Conn) *migrate.Migrator {
+	t.Helper()
+	m, err := migrate.NewMigrator(context.Background(), conn, "orderflow_schema_version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadMigrations(migrations.FS()); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
