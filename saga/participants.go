@@ -508,12 +508,16 @@ func (p *Participants) paymentOnInventory(ctx context.Context, e eventstore.Even
 		return nil
 	}
 	return p.react(ctx, e, "payment:charge", func(ctx context.Context) ([]Write, error) {
-		o, err := p.order(ctx, ev.OrderID)
-		if err != nil {
-			return nil, err
-		}
+		// Both reads at once: they join the same batch of stream reads.
+		var (
+			o    command.Order
+			oErr error
+			wg   sync.WaitGroup
+		)
+		wg.Go(func() { o, oErr = p.order(ctx, ev.OrderID) })
 		pay, err := p.payment(ctx, ev.OrderID)
-		if err != nil || pay.Version > 0 {
+		wg.Wait()
+		if err = errors.Join(oErr, err); err != nil || pay.Version > 0 {
 			return nil, err
 		}
 		if !ShouldCharge(string(o.Status), pay) {

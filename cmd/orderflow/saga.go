@@ -31,7 +31,12 @@ func newSaga(cfg Config, pool *pgxpool.Pool, store *eventstore.Store, selfURL st
 	if base == "" {
 		base = selfURL
 	}
-	client, err := paymentprovider.NewClient(base, &http.Client{Timeout: 10 * time.Second}, br)
+	// Every charge in flight calls the provider at once; Go's default
+	// transport keeps two idle connections per host, so it opened and closed
+	// one for nearly every call.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = 128
+	client, err := paymentprovider.NewClient(base, &http.Client{Timeout: 10 * time.Second, Transport: transport}, br)
 	if err != nil {
 		return nil, err
 	}
