@@ -3,9 +3,11 @@
 // over when it dies). The active relay tails the log in its safe global
 // order, publishes each event as a CloudEvent to the topic of its stream's
 // bounded context, keyed by stream id, with acknowledgements from all in-sync
-// replicas and one batch in flight, and moves its checkpoint only after the
-// broker acknowledged (in the background: a publish never waits for it). A circuit breaker stops it hammering a broker that is
-// down; events keep accumulating in PostgreSQL and are drained on recovery.
+// replicas and one batch in flight (the next one is read meanwhile), and
+// moves its checkpoint only after the broker acknowledged (in the
+// background: a publish never waits for it). A circuit breaker stops it
+// hammering a broker that is down; events keep accumulating in PostgreSQL
+// and are drained on recovery.
 package relay
 
 import (
@@ -233,32 +235,14 @@ func (r *Relay) lead(ctx context.Context) error {
 		}
 	})
 
-	// While catching up, reading the next batch overlaps publishing this
-	// one: the tail runs ahead by at most one batch. Once caught up (a batch
-	// smaller than BatchSize), the tail waits for the publisher, so events
-	// are not held behind a queue of tiny batches. Only the publisher moves
+	// The tail reads into a backlog while the publisher publishes: reading
+	// the next batch overlaps publishing this one. Only the publisher moves
 	// the checkpoint, in order, after the broker acknowledged.
-	batches := make(chan []eventstore.Event, 1)
-	published := make(chan struct{}, 1)
+	pending := newBacklog(r.cfg.BatchSize)
 	tailErr := make(chan error, 1)
 	go func() {
-		defer close(batches)
-		tailErr <- r.tail.Subscribe(leaderCtx, from, r.cfg.BatchSize, func(ctx context.Context, events []eventstore.Event) error {
-			select {
-			case batches <- events:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if len(events) == r.cfg.BatchSize {
-				return nil // a backlog: read the next batch now
-			}
-			select {
-			case <-published:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
+		defer pending.close()
+		tailErr <- r.tail.Subscribe(leaderCtx, from, r.cfg.BatchSize, pending.put)
 	}()
 	// The checkpoint is written behind the publisher, on the lock's own
 	// connection (a relay that lost the lock cannot move it): each write
@@ -303,12 +287,12 @@ func (r *Relay) lead(ctx context.Context) error {
 			}
 		}
 	}()
-	for events := range batches {
-		err = r.publish(leaderCtx, events)
-		if len(events) < r.cfg.BatchSize {
-			published <- struct{}{} // the tail waits for this one
+	for {
+		events, ok := pending.take(leaderCtx)
+		if !ok {
+			break
 		}
-		if err != nil {
+		if err = r.publish(leaderCtx, events); err != nil {
 			break
 		}
 		ackedMu.Lock()
@@ -320,8 +304,6 @@ func (r *Relay) lead(ctx context.Context) error {
 		}
 	}
 	cancel(nil) // stop the tail and the checkpointer if the publisher stopped first
-	for range batches {
-	}
 	<-checkpointer
 	// What was acknowledged last is saved before leaving, unless the lock's
 	// connection is what failed.
