@@ -3,11 +3,9 @@
 // over when it dies). The active relay tails the log in its safe global
 // order, publishes each event as a CloudEvent to the topic of its stream's
 // bounded context, keyed by stream id, with acknowledgements from all in-sync
-// replicas and one batch in flight (the next one is read meanwhile), and
-// moves its checkpoint only after the broker acknowledged (in the
-// background: a publish never waits for it). A circuit breaker stops it
-// hammering a broker that is down; events keep accumulating in PostgreSQL
-// and are drained on recovery.
+// replicas and one batch in flight, and moves its checkpoint only after the
+// broker acknowledged (in the background: a publish never waits for it). A circuit breaker stops it hammering a broker that is
+// down; events keep accumulating in PostgreSQL and are drained on recovery.
 package relay
 
 import (
@@ -235,14 +233,32 @@ func (r *Relay) lead(ctx context.Context) error {
 		}
 	})
 
-	// The tail reads into a backlog while the publisher publishes: reading
-	// the next batch overlaps publishing this one. Only the publisher moves
+	// While catching up, reading the next batch overlaps publishing this
+	// one: the tail runs ahead by at most one batch. Once caught up (a batch
+	// smaller than BatchSize), the tail waits for the publisher, so events
+	// are not held behind a queue of tiny batches. Only the publisher moves
 	// the checkpoint, in order, after the broker acknowledged.
-	pending := newBacklog(r.cfg.BatchSize)
+	batches := make(chan []eventstore.Event, 1)
+	published := make(chan struct{}, 1)
 	tailErr := make(chan error, 1)
 	go func() {
-		defer pending.close()
-		tailErr <- r.tail.Subscribe(leaderCtx, from, r.cfg.BatchSize, pending.put)
+		defer close(batches)
+		tailErr <- r.tail.Subscribe(leaderCtx, from, r.cfg.BatchSize, func(ctx context.Context, events []eventstore.Event) error {
+			select {
+			case batches <- events:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if len(events) == r.cfg.BatchSize {
+				return nil // a backlog: read the next batch now
+			}
+			select {
+			case <-published:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
 	}()
 	// The checkpoint is written behind the publisher, on the lock's own
 	// connection (a relay that lost the lock cannot move it): each write
@@ -287,12 +303,12 @@ func (r *Relay) lead(ctx context.Context) error {
 			}
 		}
 	}()
-	for {
-		events, ok := pending.take(leaderCtx)
-		if !ok {
-			break
+	for events := range batches {
+		err = r.publish(leaderCtx, events)
+		if len(events) < r.cfg.BatchSize {
+			published <- struct{}{} // the tail waits for this one
 		}
-		if err = r.publish(leaderCtx, events); err != nil {
+		if err != nil {
 			break
 		}
 		ackedMu.Lock()
@@ -304,6 +320,8 @@ func (r *Relay) lead(ctx context.Context) error {
 		}
 	}
 	cancel(nil) // stop the tail and the checkpointer if the publisher stopped first
+	for range batches {
+	}
 	<-checkpointer
 	// What was acknowledged last is saved before leaving, unless the lock's
 	// connection is what failed.
