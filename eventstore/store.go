@@ -514,9 +514,9 @@ func (s *Store) readBatch(reqs []readRequest) []readResult {
 // ReadAll returns up to limit events after position after, in the safe global
 // order: only events of transactions older than every transaction still
 // running that writes events (orderflow_log_horizon), ordered by
-// (transaction id, sequence). An event that commits later
-// always sorts after the last position returned, so a reader that resumes
-// from there skips nothing, and each stream reads in version order.
+// (transaction id, sequence). An event that commits later always sorts after
+// the last position returned, so a reader that resumes from there skips
+// nothing, and each stream reads in version order.
 func (s *Store) ReadAll(ctx context.Context, after Position, limit int) ([]Event, error) {
 	if limit <= 0 {
 		limit = 1000
@@ -553,18 +553,13 @@ func (s *Store) Head(ctx context.Context) (Position, error) {
 }
 
 // OldestTransactionAge returns how long the oldest transaction writing events
-// has been open (0 when none is): tailers read nothing it might come before
-// until it ends. Transactions that write no events do not hold tailers back
-// (migration 009).
+// (orderflow_event_writers) has been open, 0 when none is: tailers read
+// nothing it might come before until it ends. Transactions that write no
+// events do not hold tailers back (migration 009).
 func (s *Store) OldestTransactionAge(ctx context.Context) (time.Duration, error) {
 	var secs float64
-	err := s.pool.QueryRow(ctx, `select coalesce(extract(epoch from now() - min(a.xact_start)), 0)::float8
-		from pg_locks l join pg_stat_activity a on a.pid = l.pid
-		where l.locktype = 'advisory'
-		  and l.database = (select oid from pg_database where datname = current_database())
-		  and l.classid = ((orderflow_event_writer_key() >> 32) & 4294967295)::text::oid
-		  and l.objid = (orderflow_event_writer_key() & 4294967295)::text::oid
-		  and l.objsubid = 1`).Scan(&secs)
+	err := s.pool.QueryRow(ctx, `select coalesce(extract(epoch from now() - min(xact_start)), 0)::float8
+		from orderflow_event_writers`).Scan(&secs)
 	if err != nil {
 		return 0, fmt.Errorf("eventstore: oldest transaction: %w", err)
 	}

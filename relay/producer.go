@@ -27,10 +27,10 @@ import (
 // (kafka.Murmur2Balancer over the topic's partitions 0..n-1), so a stream's
 // events land where they always did.
 //
-// A call has no batch of its own in flight concurrently with another call's
-// for the same partition only if calls do not overlap; the relay makes one
-// call at a time. On any error some partitions may have been written: the
-// relay sends the whole batch again, and consumers skip what they had.
+// Calls must not overlap, or two batches for one partition could be in
+// flight at once and land out of order; the relay makes one call at a time.
+// On an error some partitions may have been written: the relay sends the
+// whole batch again, and consumers skip what they had.
 type BrokerProducer struct {
 	addr      net.Addr
 	transport *kafka.Transport

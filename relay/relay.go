@@ -4,8 +4,9 @@
 // order, publishes each event as a CloudEvent to the topic of its stream's
 // bounded context, keyed by stream id, with acknowledgements from all in-sync
 // replicas and one batch in flight, and moves its checkpoint only after the
-// broker acknowledged (in the background: a publish never waits for it). A circuit breaker stops it hammering a broker that is
-// down; events keep accumulating in PostgreSQL and are drained on recovery.
+// broker acknowledged (in the background: a publish never waits for it). A
+// circuit breaker stops it hammering a broker that is down; events keep
+// accumulating in PostgreSQL and are drained on recovery.
 package relay
 
 import (
