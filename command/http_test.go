@@ -28,6 +28,7 @@ import (
 type apiClient struct {
 	t    *testing.T
 	url  string
+	http *http.Client // the server's own: another test's server closing does not break it
 	pool *pgxpool.Pool
 	spec *apitest.Validator
 }
@@ -50,7 +51,7 @@ func MustAPI(t *testing.T) *apiClient {
 	a.Mount(r)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	return &apiClient{t: t, url: srv.URL, pool: pool, spec: apitest.MustValidator(t)}
+	return &apiClient{t: t, url: srv.URL, http: srv.Client(), pool: pool, spec: apitest.MustValidator(t)}
 }
 
 type response struct {
@@ -79,7 +80,7 @@ func (c *apiClient) do(method, path, contentType string, body []byte, headers ..
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Add(headers[i], headers[i+1])
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := c.http.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -308,7 +309,7 @@ func TestConcurrentCancelsOneWinsOverHTTP(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			req, _ := http.NewRequest(http.MethodPost, c.url+"/v1/orders/"+order.OrderID+"/cancel", nil)
-			res, err := http.DefaultClient.Do(req)
+			res, err := c.http.Do(req)
 			if err != nil {
 				t.Error(err)
 				return
@@ -375,7 +376,7 @@ func TestIdempotencyKey(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodPost, c.url+"/v1/orders", strings.NewReader(validOrder))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Idempotency-Key", "key-concurrent")
-			res, err := http.DefaultClient.Do(req)
+			res, err := c.http.Do(req)
 			if err != nil {
 				t.Error(err)
 				return

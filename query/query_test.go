@@ -29,6 +29,7 @@ import (
 type apiClient struct {
 	t    *testing.T
 	url  string
+	http *http.Client // the server's own: another test's server closing does not break it
 	pool *pgxpool.Pool
 	spec *apitest.Validator
 }
@@ -47,7 +48,7 @@ func MustAPI(t *testing.T, cfg query.Config) *apiClient {
 	a.Mount(r)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	return &apiClient{t: t, url: srv.URL, pool: pool, spec: apitest.MustValidator(t)}
+	return &apiClient{t: t, url: srv.URL, http: srv.Client(), pool: pool, spec: apitest.MustValidator(t)}
 }
 
 type response struct {
@@ -75,7 +76,7 @@ func (c *apiClient) get(path string, headers ...string) response {
 		req.Header.Add(headers[i], headers[i+1])
 	}
 	start := time.Now()
-	res, err := http.DefaultClient.Do(req)
+	res, err := c.http.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -272,38 +272,51 @@ func TestRelayResumesAfterItsCheckpoint(t *testing.T) {
 		}
 		return p
 	}
+	awaitCheckpoint := func(want eventstore.Position) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for got := checkpoint(); got != want; got = checkpoint() {
+			if time.Now().After(deadline) {
+				t.Fatalf("checkpoint %s after a minute; want %s", got, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	run := func() (stop func()) {
 		br, err := breaker.New(breaker.Config{Name: "kafka-resume", Failures: 3, OpenTimeout: 200 * time.Millisecond}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := relay.New(relay.Config{TopicPrefix: f.prefix, BatchSize: 7, LeaderPoll: 100 * time.Millisecond}, f.pool, f.store, producer, br, slog.New(slog.DiscardHandler))
+		// The relay's log is shown if the test fails.
+		logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+		r, err := relay.New(relay.Config{TopicPrefix: f.prefix, BatchSize: 7, LeaderPoll: 100 * time.Millisecond}, f.pool, f.store, producer, br, logger)
 		if err != nil {
 			t.Fatal(err)
 		}
 		runCtx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); _ = r.Run(runCtx) }()
-		return func() { cancel(); <-done }
+		stop = sync.OnceFunc(func() { cancel(); <-done })
+		t.Cleanup(stop) // before the log's writer goes, if the test fails early
+		return stop
 	}
 	collector := kafkatest.MustCollect(t, f.brokers, relay.Topics(f.prefix)...)
 
 	head := appendN(0, 50)
 	stop := run()
-	waitUntil(t, func() bool { return checkpoint() == head })
+	awaitCheckpoint(head)
 	more := appendN(50, 30)
 	// A consumer may see the last message before the relay has its
 	// acknowledgement: wait for the checkpoint, then stop.
-	waitUntil(t, func() bool { return checkpoint() == more })
+	awaitCheckpoint(more)
 	stop()
 	if got := checkpoint(); got != more {
 		t.Fatalf("checkpoint after a clean stop = %s; want the last event %s", got, more)
 	}
 
 	last := appendN(80, 20)
-	stop = run()
-	defer stop()
-	waitUntil(t, func() bool { return checkpoint() == last })
+	run()
+	awaitCheckpoint(last)
 	msgs := collector.WaitFor(t, time.Minute, func(msgs []kafka.Message) bool { return len(msgs) >= 100 })
 	d, err := kafkatest.Verify(msgs)
 	if err != nil {

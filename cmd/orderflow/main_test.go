@@ -185,8 +185,14 @@ type logWatcher struct {
 func watchLog(t *testing.T) *logWatcher {
 	r, w := io.Pipe()
 	lw := &logWatcher{w: w, serving: make(chan servingLine, 1)}
-	go scanServing(r, lw.serving)
-	t.Cleanup(func() { w.Close() })
+	log := &logTail{}
+	go scanServing(r, lw.serving, log)
+	t.Cleanup(func() {
+		w.Close()
+		if t.Failed() {
+			t.Logf("the last %d lines of the server's log:\n%s", logTailLines, log)
+		}
+	})
 	return lw
 }
 

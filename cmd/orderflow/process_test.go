@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,16 +47,40 @@ type servingLine struct {
 
 // scanServing reads a JSON log until it ends, sending its "serving HTTP"
 // lines to out.
-func scanServing(r io.Reader, out chan<- servingLine) {
+func scanServing(r io.Reader, out chan<- servingLine, log *logTail) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
+		log.add(sc.Text())
 		var line servingLine
 		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "serving HTTP" {
 			out <- line
 		}
 	}
 	_, _ = io.Copy(io.Discard, r)
+}
+
+// logTail keeps the last lines of a child's log, to show when a test fails.
+type logTail struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+const logTailLines = 300
+
+func (l *logTail) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) == logTailLines {
+		l.lines = slices.Delete(l.lines, 0, 1)
+	}
+	l.lines = append(l.lines, line)
+}
+
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
 }
 
 // MustStart starts `orderflow serve` with env and waits until it serves
@@ -86,9 +112,15 @@ func MustStart(t *testing.T, env map[string]string) *process {
 	}
 	p := &process{cmd: cmd, done: make(chan error, 1)}
 	serving := make(chan servingLine, 1)
-	go scanServing(out, serving)
+	log := &logTail{}
+	go scanServing(out, serving, log)
 	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() { p.Kill() })
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			t.Logf("the last %d lines of orderflow's log (pid %d):\n%s", logTailLines, cmd.Process.Pid, log)
+		}
+	})
 	select {
 	case line := <-serving:
 		p.base = "http://" + cmp.Or(line.RolesAddr, line.Addr)

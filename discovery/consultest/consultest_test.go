@@ -16,13 +16,17 @@ import (
 // consul/api types, so its wire format is compared with Consul's documented
 // field names rather than with itself.
 
+// client is the tests' own: every httptest server's Close closes the
+// default transport's idle connections, which broke a parallel test's PUT.
+var client = &http.Client{Transport: new(http.Transport)}
+
 func put(t *testing.T, url, body string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +45,7 @@ type healthAnswer struct {
 func getHealth(t *testing.T, url string) healthAnswer {
 	t.Helper()
 	start := time.Now()
-	resp, err := http.Get(url)
+	resp, err := client.Get(url)
 	if err != nil {
 		t.Error(err)
 		return healthAnswer{}
@@ -124,7 +128,7 @@ func TestRegisterRejectsBadRequests(t *testing.T) {
 	if got := s.Services(); len(got) != 0 {
 		t.Errorf("bad requests recorded %+v", got)
 	}
-	resp, err := http.Post(s.URL+"/v1/agent/service/register", "application/json", strings.NewReader(commandReg))
+	resp, err := client.Post(s.URL+"/v1/agent/service/register", "application/json", strings.NewReader(commandReg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +255,7 @@ func TestCloseReleasesParkedQueries(t *testing.T) {
 	s := consultest.MustNew(t)
 	idx := s.Index()
 	go func() {
-		resp, err := http.Get(s.URL + "/v1/health/service/command?index=" + strconv.FormatUint(idx, 10) + "&wait=5m")
+		resp, err := client.Get(s.URL + "/v1/health/service/command?index=" + strconv.FormatUint(idx, 10) + "&wait=5m")
 		if err == nil {
 			resp.Body.Close()
 		}
