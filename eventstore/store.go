@@ -536,22 +536,6 @@ func (s *Store) ReadAll(ctx context.Context, after Position, limit int) ([]Event
 	return events, nil
 }
 
-// Head returns the position of the last event a tailer can read now (the
-// zero Position if none).
-func (s *Store) Head(ctx context.Context) (Position, error) {
-	var p Position
-	err := s.pool.QueryRow(ctx, `select tx_id, seq from events
-		where tx_id < (select orderflow_log_horizon())
-		order by tx_id desc, seq desc limit 1`).Scan(&p.TxID, &p.Seq)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Position{}, nil
-	}
-	if err != nil {
-		return Position{}, fmt.Errorf("eventstore: head: %w", err)
-	}
-	return p, nil
-}
-
 // OldestTransactionAge returns how long the oldest transaction writing events
 // (orderflow_event_writers) has been open, 0 when none is: tailers read
 // nothing it might come before until it ends. Transactions that write no
