@@ -74,7 +74,10 @@ func sagaSection(ctx context.Context, log *slog.Logger, cfg config, m machine) (
 `)
 	b.WriteString("\n### Where the time goes at 500 orders/s (100 SKUs)\n\n" + where.String() + "\n")
 	b.WriteString(`- From orderflow's own histograms over the whole point (warm-up included):
-  ` + "`orderflow_relay_delay_seconds`" + `, and per reaction
+  ` + "`orderflow_eventstore_append_seconds`" + ` and
+  ` + "`orderflow_eventstore_append_transaction_seconds`" + `,
+  ` + "`orderflow_relay_delay_seconds`" + ` (from the start of the event's append
+  transaction, its recorded time), and per reaction
   ` + "`orderflow_saga_trigger_age_seconds`" + ` (from the trigger's append to the
   reaction starting: the relay, Kafka and the consumer's queue) and
   ` + "`orderflow_saga_reaction_seconds`" + ` (the reaction: reads, provider call,
@@ -263,7 +266,19 @@ func sagaHops(ctx context.Context, base string) ([][]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := [][]string{{"relay: append → broker ack (every event)", ms(relay.quantile(0.5)) + " / " + ms(relay.quantile(0.99)), "—"}}
+	appendTime, err := scrapeHistogram(ctx, base, `orderflow_eventstore_append_seconds_bucket{`)
+	if err != nil {
+		return nil, err
+	}
+	txTime, err := scrapeHistogram(ctx, base, `orderflow_eventstore_append_transaction_seconds_bucket{`)
+	if err != nil {
+		return nil, err
+	}
+	out := [][]string{
+		{"append: call → committed (every append: the API's and the reactions')", "—", ms(appendTime.quantile(0.5)) + " / " + ms(appendTime.quantile(0.99))},
+		{"append transaction (one batch of appends, to its commit)", "—", ms(txTime.quantile(0.5)) + " / " + ms(txTime.quantile(0.99))},
+		{"relay: transaction start → broker ack (every event)", ms(relay.quantile(0.5)) + " / " + ms(relay.quantile(0.99)), "—"},
+	}
 	for _, r := range []struct{ name, what string }{
 		{"inventory", "inventory (reserves on OrderPlaced; also commits on OrderConfirmed)"},
 		{"payment-on-inventory", "payment (charges on InventoryReserved; provider 20 ms)"},

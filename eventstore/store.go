@@ -83,6 +83,8 @@ type Store struct {
 	duplicates prometheus.Counter
 	batchSize  prometheus.Histogram
 	readSize   prometheus.Histogram
+	appendTime prometheus.Histogram // Append: queue, transaction, commit
+	txTime     prometheus.Histogram // one append transaction, committed
 }
 
 // New returns a Store over pool and starts its append workers and notifier.
@@ -117,10 +119,18 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 			Name: "orderflow_eventstore_read_batch_size", Help: "Stream reads served by one query.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
 		}),
+		appendTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "orderflow_eventstore_append_seconds", Help: "Time from Append to its answer: waiting for an append worker, the transaction and its commit.",
+			Buckets: secondsBuckets,
+		}),
+		txTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "orderflow_eventstore_append_transaction_seconds", Help: "Time of one append transaction (a batch of appends), to its commit.",
+			Buckets: secondsBuckets,
+		}),
 	}
 	s.reads = batch.New(maxReadBatch, s.readBatch)
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.appended, s.events, s.conflicts, s.duplicates, s.batchSize, s.readSize, &txAgeCollector{s}} {
+		for _, c := range []prometheus.Collector{s.appended, s.events, s.conflicts, s.duplicates, s.batchSize, s.readSize, s.appendTime, s.txTime, &txAgeCollector{s}} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("eventstore: register metrics: %w", err)
 			}
@@ -167,6 +177,7 @@ func (s *Store) Append(ctx context.Context, a Append) (Result, error) {
 		events += len(st.Events)
 	}
 	req := &appendRequest{payload: payload, events: events, done: make(chan appendOutcome, 1)}
+	start := time.Now()
 	select {
 	case s.queue <- req:
 	case <-ctx.Done():
@@ -176,11 +187,15 @@ func (s *Store) Append(ctx context.Context, a Append) (Result, error) {
 	}
 	select {
 	case out := <-req.done:
+		s.appendTime.Observe(time.Since(start).Seconds())
 		return out.res, out.err
 	case <-ctx.Done():
 		return Result{}, ctx.Err()
 	}
 }
+
+// secondsBuckets are the append latency histograms' buckets.
+var secondsBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
 func (s *Store) appendWorker() {
 	batch := make([]*appendRequest, 0, s.cfg.MaxBatch)
@@ -209,7 +224,9 @@ func (s *Store) appendWorker() {
 // whole, each append is retried alone so one bad append cannot fail others.
 func (s *Store) runBatch(batch []*appendRequest) {
 	s.batchSize.Observe(float64(len(batch)))
+	start := time.Now()
 	outs, err := s.execBatch(batch)
+	s.txTime.Observe(time.Since(start).Seconds())
 	if err != nil && len(batch) > 1 {
 		for _, r := range batch {
 			s.runBatch([]*appendRequest{r})

@@ -251,6 +251,8 @@ func TestServeEndToEnd(t *testing.T) {
 	for _, want := range []string{
 		`orderflow_http_request_duration_seconds_count{method="POST",route="/v1/orders",status="201"} 1`,
 		"orderflow_eventstore_appends_total 1",
+		"orderflow_eventstore_append_seconds_count 1",
+		"orderflow_eventstore_append_transaction_seconds_count 1",
 		"orderflow_eventstore_conflicts_total 0",
 		"orderflow_eventstore_oldest_transaction_seconds",
 	} {
