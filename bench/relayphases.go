@@ -107,7 +107,7 @@ func sqlKind(sql string) int {
 	switch {
 	case strings.Contains(sql, "update relay_checkpoints"):
 		return sqlCheckpoint
-	case strings.Contains(sql, "from events") && strings.Contains(sql, "orderflow_log_horizon") && strings.Contains(sql, "(tx_id, seq) >"):
+	case strings.Contains(sql, "from events") && strings.Contains(sql, "orderflow_log_bound") && strings.Contains(sql, "(tx_id, seq) >"):
 		return sqlRead
 	}
 	return 0

@@ -398,18 +398,6 @@ func (s *Store) notifier() {
 
 const eventColumns = `seq, tx_id, event_id, stream_id, version, type, schema_version, data, metadata, recorded_at`
 
-func scanEvents(rows pgx.Rows) ([]Event, error) {
-	var out []Event
-	for rows.Next() {
-		e, err := scanEvent(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
-}
-
 // scanEvent scans eventColumns after the destinations in before.
 func scanEvent(rows pgx.Rows, before ...any) (Event, error) {
 	var (
@@ -535,22 +523,54 @@ func (s *Store) readBatch(reqs []readRequest) []readResult {
 // the last position returned, so a reader that resumes from there skips
 // nothing, and each stream reads in version order.
 func (s *Store) ReadAll(ctx context.Context, after Position, limit int) ([]Event, error) {
+	events, _, err := s.readAll(ctx, s.pool, after, limit)
+	return events, err
+}
+
+// queryer is what readAll reads through: the pool, or in tests a
+// transaction whose snapshot they hold.
+type queryer interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// readAll is ReadAll, and also reports whether the read stopped where a
+// tailer should wait (settled: at a writer still running, which notifies
+// when it commits, or at the end of the log) rather than at a transaction
+// that had already ended, past which the next read goes at once
+// (orderflow_log_bound, migration 012).
+func (s *Store) readAll(ctx context.Context, q queryer, after Position, limit int) (events []Event, settled bool, err error) {
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := s.pool.Query(ctx, `select `+eventColumns+` from events
-		where (tx_id, seq) > ($1, $2)
-		  and tx_id < (select orderflow_log_horizon())
-		order by tx_id, seq
-		limit $3`, after.TxID, after.Seq, limit)
+	// One row per event, each carrying the bound; no event, one row with
+	// the bound alone.
+	rows, err := q.Query(ctx, `select b.settled, e.* from orderflow_log_bound() b
+		left join lateral (
+			select `+eventColumns+` from events
+			where (tx_id, seq) > ($1, $2) and tx_id < b.horizon
+			order by tx_id, seq
+			limit $3) e on true`, after.TxID, after.Seq, limit)
 	if err != nil {
-		return nil, fmt.Errorf("eventstore: read all after %s: %w", after, err)
+		return nil, false, fmt.Errorf("eventstore: read all after %s: %w", after, err)
 	}
-	events, err := scanEvents(rows)
-	if err != nil {
-		return nil, fmt.Errorf("eventstore: read all after %s: %w", after, err)
+	defer rows.Close()
+	for rows.Next() {
+		if rows.RawValues()[1] == nil { // no event
+			if err := rows.Scan(&settled, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil); err != nil {
+				return nil, false, fmt.Errorf("eventstore: read all after %s: %w", after, err)
+			}
+			continue
+		}
+		e, err := scanEvent(rows, &settled)
+		if err != nil {
+			return nil, false, fmt.Errorf("eventstore: read all after %s: %w", after, err)
+		}
+		events = append(events, e)
 	}
-	return events, nil
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("eventstore: read all after %s: %w", after, err)
+	}
+	return events, settled, nil
 }
 
 // OldestTransactionAge returns how long the oldest transaction writing events

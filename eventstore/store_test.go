@@ -688,3 +688,108 @@ func TestEventsMustBeATransactionsFirstWrite(t *testing.T) {
 	// Then appends work as ever.
 	mustAppend(t, s, one("order-x", eventstore.NoStream, ev("X", 1)))
 }
+
+// orderflow_log_bound says whether a reader stopped at the horizon should
+// wait (a writer still running will notify when it commits) or read again
+// at once (a transaction that ended after the snapshot set it, and nothing
+// will announce what lies past it). A repeatable-read transaction holds a
+// snapshot while the transactions in it end.
+func TestLogBoundSaysWhetherToWait(t *testing.T) {
+	t.Parallel()
+	s, pool := MustStore(t)
+	ctx := context.Background()
+	begin := func(iso pgx.TxIsoLevel) pgx.Tx {
+		t.Helper()
+		tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: iso})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tx.Rollback(ctx) })
+		return tx
+	}
+	xid := func(tx pgx.Tx) int64 {
+		t.Helper()
+		var x int64
+		if err := tx.QueryRow(ctx, "select pg_current_xact_id()::text::bigint").Scan(&x); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	// bound returns the horizon, whether it is settled, and the end of the
+	// log for tx's snapshot (its xmax: ids from there on are not in the
+	// snapshot's list of running transactions, whether they run or not).
+	bound := func(tx pgx.Tx) (horizon int64, settled bool, end int64) {
+		t.Helper()
+		if err := tx.QueryRow(ctx, `select horizon, settled, pg_snapshot_xmax(pg_current_snapshot())::text::bigint
+			from orderflow_log_bound()`).Scan(&horizon, &settled, &end); err != nil {
+			t.Fatal(err)
+		}
+		return horizon, settled, end
+	}
+	snapshot := func() pgx.Tx { // a repeatable-read snapshot, taken now
+		t.Helper()
+		tx := begin(pgx.RepeatableRead)
+		if _, err := tx.Exec(ctx, "select 1"); err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	// A snapshot lists the running transactions below the newest that has
+	// ended; one more transaction ending puts every running one in the list.
+	completeOne := func() {
+		t.Helper()
+		if _, err := pool.Exec(ctx, "select pg_current_xact_id()"); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A transaction that writes no events ends after the snapshot: the
+	// horizon stops at it, or at an older one of another test that ended
+	// too, and the reader must not wait.
+	other := begin(pgx.ReadCommitted)
+	a := xid(other)
+	mustAppend(t, s, one("order-a", eventstore.NoStream, ev("A1", 1)))
+	held := snapshot()
+	if err := other.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h, settled, _ := bound(held); h > a || settled {
+		t.Fatalf("after a transaction writing no events ended: horizon %d, settled %v; want at most %d, not settled", h, settled, a)
+	}
+
+	// A writer still running: the reader waits for its notification. An
+	// older transaction of another test that ends just then may set the
+	// horizon instead, and then it is not settled; so look until the
+	// writer is the horizon, and check the answer every time.
+	writer := begin(pgx.ReadCommitted)
+	if _, err := writer.Exec(ctx, "select orderflow_event_writer()"); err != nil {
+		t.Fatal(err)
+	}
+	w := xid(writer)
+	completeOne()
+	for attempt := 1; ; attempt++ {
+		h, settled, end := bound(snapshot())
+		if h > min(w, end) || settled != (h == w || h == end) {
+			t.Fatalf("beside a running writer %d (log end %d): horizon %d, settled %v; want the writer or the end, settled, or an older horizon, not settled", w, end, h, settled)
+		}
+		if h == w {
+			break
+		}
+		if attempt == 50 {
+			t.Fatalf("the running writer %d was never the horizon in %d looks", w, attempt)
+		}
+	}
+
+	// A transaction writing no events ends, and an older writer runs: the
+	// writer decides.
+	younger := begin(pgx.ReadCommitted)
+	y := xid(younger) // after w
+	completeOne()
+	held = snapshot()
+	if err := younger.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h, settled, end := bound(held); h > w || settled != (h == w || h == end) {
+		t.Fatalf("writer %d older than an ended transaction %d: horizon %d, settled %v; want the writer, settled", w, y, h, settled)
+	}
+}

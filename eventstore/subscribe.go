@@ -10,12 +10,21 @@ import (
 
 // Subscribe tails the log from after position after, calling fn with each
 // batch of at most batchSize events (0: 500) in the safe global order of
-// ReadAll. It wakes on the store's notification and polls every
-// PollInterval in case a notification was lost or a transaction that was
-// holding the tail back ended. It returns when ctx ends (with ctx.Err()) or
+// ReadAll. It wakes on the store's notification, reads again at once when a
+// transaction that had already ended held a read back (no notification
+// would come for it), and polls every PollInterval in case a notification
+// was lost or events were inserted without the store. It returns when ctx ends (with ctx.Err()) or
 // when fn returns an error (with that error); fn's batch is then not
 // acknowledged and the caller resumes from the last position it kept.
 func (s *Store) Subscribe(ctx context.Context, after Position, batchSize int, fn func(context.Context, []Event) error) error {
+	return s.tail(ctx, after, batchSize, fn, func(ctx context.Context, after Position, limit int) ([]Event, bool, error) {
+		return s.readAll(ctx, s.pool, after, limit)
+	})
+}
+
+// tail is Subscribe reading through read.
+func (s *Store) tail(ctx context.Context, after Position, batchSize int, fn func(context.Context, []Event) error,
+	read func(ctx context.Context, after Position, limit int) (events []Event, settled bool, err error)) error {
 	if batchSize <= 0 {
 		batchSize = 500
 	}
@@ -25,9 +34,9 @@ func (s *Store) Subscribe(ctx context.Context, after Position, batchSize int, fn
 			listener.Close(context.WithoutCancel(ctx))
 		}
 	}()
-	warned := false
+	warned, rereads := false, 0
 	for {
-		events, err := s.ReadAll(ctx, after, batchSize)
+		events, settled, err := read(ctx, after, batchSize)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -43,6 +52,18 @@ func (s *Store) Subscribe(ctx context.Context, after Position, batchSize int, fn
 				continue // more is waiting
 			}
 		}
+		// Stopped by a transaction that had already ended: nothing will
+		// announce what lies past it, so read again now. Each such stop is
+		// another transaction ending at that moment, so a run of them is
+		// short; after maxRereads in a row the tail waits as usual.
+		if settled || len(events) > 0 {
+			rereads = 0
+		}
+		if !settled && rereads < maxRereads {
+			rereads++
+			continue
+		}
+		rereads = 0
 		if listener == nil || listener.IsClosed() {
 			// (Re)connect the listener; until it works, tailing polls.
 			if listener != nil {
@@ -62,6 +83,10 @@ func (s *Store) Subscribe(ctx context.Context, after Position, batchSize int, fn
 		}
 	}
 }
+
+// maxRereads bounds the reads a tail repeats at once, in a row, past
+// transactions that had already ended (see tail).
+const maxRereads = 8
 
 // listen opens a connection of its own that LISTENs on the store's channel.
 // It does not come from the pool: a listening connection must never be

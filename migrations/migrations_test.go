@@ -2,6 +2,7 @@ package migrations_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -79,4 +80,52 @@ func mustMigrator(t *testing.T, conn *pgx.Conn) *migrate.Migrator {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// Down from 012, orderflow_log_horizon is 011's function again and
+// orderflow_log_bound is gone; up again, the horizon is the bound's.
+func TestLogBoundDownRestoresTheHorizon(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	connect := func(version int32) *pgx.Conn { // a database at version, reached by migrating to it
+		t.Helper()
+		conn, err := pgx.Connect(ctx, dbtest.MustURL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close(ctx) })
+		if err := mustMigrator(t, conn).MigrateTo(ctx, version); err != nil {
+			t.Fatalf("to %d: %v", version, err)
+		}
+		return conn
+	}
+	src := func(conn *pgx.Conn, name string) string {
+		t.Helper()
+		var s string
+		if err := conn.QueryRow(ctx, "select coalesce((select prosrc from pg_proc where proname = $1), '')", name).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	down := connect(11) // from 012 down
+	up := connect(10)   // from 010 up through 011
+	if err := mustMigrator(t, up).MigrateTo(ctx, 11); err != nil {
+		t.Fatal(err)
+	}
+	if src(down, "orderflow_log_bound") != "" {
+		t.Fatal("orderflow_log_bound still exists after going down from 012")
+	}
+	if src(down, "orderflow_log_horizon") != src(up, "orderflow_log_horizon") {
+		t.Fatal("after going down from 012, orderflow_log_horizon is not 011's")
+	}
+	var h int64
+	if err := down.QueryRow(ctx, "select orderflow_log_horizon()").Scan(&h); err != nil || h <= 0 {
+		t.Fatalf("orderflow_log_horizon() after going down = %d, %v", h, err)
+	}
+	if err := mustMigrator(t, down).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := src(down, "orderflow_log_horizon"); !strings.Contains(got, "orderflow_log_bound") {
+		t.Fatalf("orderflow_log_horizon after going up again does not read orderflow_log_bound: %s", got)
+	}
 }
