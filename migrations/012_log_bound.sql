@@ -1,9 +1,9 @@
 -- The horizon also says whether waiting is right.
 --
 -- A read stops at the oldest transaction of its snapshot that holds it back:
--- an event writer still running, or one that ended between the snapshot and
--- the look at the transactions (009 explains why that one must count: it
--- may have been a writer). A running writer sends a notification when it
+-- an event writer still running, or any transaction that ended between the
+-- snapshot and the look at the transactions (009 explains why that one must
+-- count: it may have been a writer). A running writer sends a notification when it
 -- commits, so a tailer stopped by it rightly waits. One stopped by a
 -- transaction that has already ended waits for nothing: nothing more will
 -- announce those events (most such transactions wrote none, and the next
