@@ -32,6 +32,10 @@ const (
 	// DefaultRebalanceTimeout is how long the coordinator waits for members to
 	// rejoin during a rebalance.
 	DefaultRebalanceTimeout = 10 * time.Second
+	// DefaultJoinGroupBackoff is the pause before a reader tries again to
+	// join its group after a failed join (a broker restarting, the group's
+	// coordinator moving): a second, where kafka-go's own default is five.
+	DefaultJoinGroupBackoff = time.Second
 )
 
 // PublisherConfig configures a Publisher; zero fields take the defaults above.
@@ -111,6 +115,9 @@ type SubscriberConfig struct {
 	// RebalanceTimeout is how long a rebalance waits for members to rejoin;
 	// default DefaultRebalanceTimeout.
 	RebalanceTimeout time.Duration
+	// JoinGroupBackoff is the pause before joining the group again after a
+	// failed join; default DefaultJoinGroupBackoff.
+	JoinGroupBackoff time.Duration
 	// InitializeTopicPartitions is the partition count SubscribeInitialize
 	// creates a missing topic with; 0 means the broker's num.partitions.
 	InitializeTopicPartitions int
@@ -164,6 +171,9 @@ func (c *SubscriberConfig) setDefaults() {
 	if c.RebalanceTimeout == 0 {
 		c.RebalanceTimeout = DefaultRebalanceTimeout
 	}
+	if c.JoinGroupBackoff == 0 {
+		c.JoinGroupBackoff = DefaultJoinGroupBackoff
+	}
 	if c.NackResendSleep == 0 {
 		c.NackResendSleep = DefaultNackResendSleep
 	}
@@ -201,6 +211,7 @@ func (c SubscriberConfig) Validate() error {
 		{"HeartbeatInterval", c.HeartbeatInterval},
 		{"SessionTimeout", c.SessionTimeout},
 		{"RebalanceTimeout", c.RebalanceTimeout},
+		{"JoinGroupBackoff", c.JoinGroupBackoff},
 		{"NackResendSleep", c.NackResendSleep},
 	} {
 		if d.value < 0 {

@@ -34,10 +34,11 @@ func TestConfigValidate(t *testing.T) {
 		{name: "subscriber: blank consumer group", err: kafkapubsub.SubscriberConfig{Brokers: brokers, ConsumerGroup: "  "}.Validate(), want: []string{"ConsumerGroup is required"}},
 		{name: "subscriber: every problem at once", err: kafkapubsub.SubscriberConfig{
 			ConsumerGroup: "g", MinBytes: -1, MaxBytes: -1, MaxWait: -1, CommitInterval: -1, NackResendSleep: -1, MaxInFlight: -3,
-			InitializeTopicPartitions: -1, InitializeTopicReplication: -2,
+			InitializeTopicPartitions: -1, InitializeTopicReplication: -2, JoinGroupBackoff: -1,
 		}.Validate(), want: []string{
 			"Brokers is required", "MinBytes -1", "MaxBytes -1", "MaxWait -1ns", "CommitInterval -1ns",
 			"NackResendSleep -1ns", "MaxInFlight -3 is negative", "InitializeTopicPartitions -1", "InitializeTopicReplication -2",
+			"JoinGroupBackoff -1ns is negative",
 		}},
 		{name: "subscriber: MinBytes above MaxBytes", err: kafkapubsub.SubscriberConfig{
 			Brokers: brokers, ConsumerGroup: "g", MinBytes: 10, MaxBytes: 5,

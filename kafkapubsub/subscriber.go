@@ -153,6 +153,7 @@ func (s *Subscriber) newReader(topic string, logger watermill.LoggerAdapter) *ka
 		HeartbeatInterval: s.config.HeartbeatInterval,
 		SessionTimeout:    s.config.SessionTimeout,
 		RebalanceTimeout:  s.config.RebalanceTimeout,
+		JoinGroupBackoff:  s.config.JoinGroupBackoff,
 		StartOffset:       kafka.FirstOffset,
 		// WatchPartitionChanges stays off: with it, kafka-go rejoins the
 		// group in a tight loop while the topic is missing (or deleted).
