@@ -82,11 +82,13 @@ func (en *Engine) applyBatch(p Projection, events []eventstore.Event) []result {
 		sorted[i] = events[j]
 	}
 	var outs []Outcome
+	start := time.Now()
 	err := pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
 		var err error
 		outs, err = en.applyLive(ctx, tx, p, sorted)
 		return err
 	})
+	en.batchTime.WithLabelValues(p.Name()).Observe(time.Since(start).Seconds())
 	results := make([]result, len(events))
 	switch {
 	case err == nil:

@@ -58,6 +58,7 @@ type Engine struct {
 	logger *slog.Logger
 
 	freshness *prometheus.HistogramVec
+	batchTime *prometheus.HistogramVec
 	outcomes  *prometheus.CounterVec
 
 	mu       sync.Mutex
@@ -85,6 +86,11 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, cfg EngineConfig, logger *
 			Help:    "Time from an event's append (command accepted) to its view update committing, per projection.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"projection"}),
+		batchTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "orderflow_projection_batch_seconds",
+			Help:    "Time of one live apply transaction (the events handled together), to its commit, per projection.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"projection"}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderflow_projection_events_total",
 			Help: "Events handled by each projection, by outcome (applied, duplicate, skipped, parked).",
@@ -94,7 +100,7 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, cfg EngineConfig, logger *
 
 // Collectors returns the engine's metrics.
 func (en *Engine) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{en.freshness, en.outcomes}
+	return []prometheus.Collector{en.freshness, en.batchTime, en.outcomes}
 }
 
 func (o Outcome) String() string {

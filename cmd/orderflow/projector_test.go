@@ -96,6 +96,9 @@ func TestOrdersReachTheViewsThroughKafka(t *testing.T) {
 	if n := p.Metric(t, `orderflow_projection_freshness_seconds_count{projection="order_details"}`); n < 1 {
 		t.Fatalf("freshness histogram counted %v applies, want some", n)
 	}
+	if n := p.Metric(t, `orderflow_projection_batch_seconds_count{projection="order_details"}`); n < 1 {
+		t.Fatalf("apply transaction histogram counted %v transactions, want some", n)
+	}
 }
 
 // A query with min_version reads its own write: POST then GET answers the
