@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderflow/orderflow/internal/batch"
+	"github.com/orderflow/orderflow/internal/latency"
 )
 
 // Config tunes a Store. The zero value is usable.
@@ -121,11 +122,11 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		}),
 		appendTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "orderflow_eventstore_append_seconds", Help: "Time from Append to its answer: waiting for an append worker, the transaction and its commit.",
-			Buckets: secondsBuckets,
+			Buckets: latency.Buckets(),
 		}),
 		txTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "orderflow_eventstore_append_transaction_seconds", Help: "Time of one append transaction (a batch of appends), to its commit.",
-			Buckets: secondsBuckets,
+			Buckets: latency.Buckets(),
 		}),
 	}
 	s.reads = batch.New(maxReadBatch, s.readBatch)
@@ -193,9 +194,6 @@ func (s *Store) Append(ctx context.Context, a Append) (Result, error) {
 		return Result{}, ctx.Err()
 	}
 }
-
-// secondsBuckets are the append latency histograms' buckets.
-var secondsBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
 func (s *Store) appendWorker() {
 	batch := make([]*appendRequest, 0, s.cfg.MaxBatch)
@@ -555,8 +553,10 @@ func (s *Store) readAll(ctx context.Context, q queryer, after Position, limit in
 	}
 	defer rows.Close()
 	for rows.Next() {
-		if rows.RawValues()[1] == nil { // no event
-			if err := rows.Scan(&settled, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil); err != nil {
+		if rows.RawValues()[1] == nil { // no event: the bound alone, the rest skipped
+			dest := make([]any, len(rows.RawValues()))
+			dest[0] = &settled
+			if err := rows.Scan(dest...); err != nil {
 				return nil, false, fmt.Errorf("eventstore: read all after %s: %w", after, err)
 			}
 			continue

@@ -19,6 +19,7 @@ import (
 	"github.com/orderflow/orderflow/eventcodec"
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/internal/batch"
+	"github.com/orderflow/orderflow/internal/latency"
 )
 
 // EventReader reads a stream from the event store, to fill gaps.
@@ -89,7 +90,7 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, cfg EngineConfig, logger *
 		batchTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "orderflow_projection_batch_seconds",
 			Help:    "Time of one live apply transaction (the events handled together), to its commit, per projection.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+			Buckets: latency.Buckets(),
 		}, []string{"projection"}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderflow_projection_events_total",

@@ -25,6 +25,7 @@ import (
 
 	"github.com/orderflow/orderflow/breaker"
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/internal/latency"
 )
 
 // Producer writes a batch of messages and returns once the broker
@@ -113,7 +114,7 @@ func New(cfg Config, pool *pgxpool.Pool, tail Tailer, producer Producer, br *bre
 	r.delay = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "orderflow_relay_delay_seconds",
 		Help:    "Time from an event's append (its recorded time) to the broker's acknowledgement of it.",
-		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		Buckets: latency.Buckets(),
 	})
 	r.failures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "orderflow_relay_publish_failures_total", Help: "Publish attempts that failed or were refused by the open breaker.",

@@ -235,13 +235,22 @@ func (p *flakyProducer) WriteMessages(ctx context.Context, msgs ...kafka.Message
 // waitUntil polls cond until it holds, failing the test after a minute.
 func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
+	if !eventually(cond) {
+		t.Fatal("condition not met within a minute")
+	}
+}
+
+// eventually polls cond until it holds or a minute has passed, and reports
+// whether it held.
+func eventually(cond func() bool) bool {
 	deadline := time.Now().Add(time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within a minute")
+			return false
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return true
 }
 
 // The checkpoint follows the acknowledgements (written behind the
@@ -278,12 +287,9 @@ func TestRelayResumesAfterItsCheckpoint(t *testing.T) {
 	}
 	awaitCheckpoint := func(want eventstore.Position) {
 		t.Helper()
-		deadline := time.Now().Add(time.Minute)
-		for got := checkpoint(); got != want; got = checkpoint() {
-			if time.Now().After(deadline) {
-				t.Fatalf("checkpoint %s after a minute; want %s", got, want)
-			}
-			time.Sleep(20 * time.Millisecond)
+		var got eventstore.Position
+		if !eventually(func() bool { got = checkpoint(); return got == want }) {
+			t.Fatalf("checkpoint %s after a minute; want %s", got, want)
 		}
 	}
 	run := func() (stop func()) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/orderflow/orderflow/breaker"
 	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/internal/latency"
 	"github.com/orderflow/orderflow/paymentprovider"
 	"github.com/orderflow/orderflow/relay"
 	"github.com/orderflow/orderflow/saga"
@@ -93,7 +94,7 @@ type sagaMetrics struct {
 }
 
 func newSagaMetrics(reg prometheus.Registerer) (*sagaMetrics, error) {
-	buckets := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	buckets := latency.Buckets()
 	m := &sagaMetrics{
 		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "orderflow_saga_trigger_age_seconds", Buckets: buckets,
