@@ -129,3 +129,61 @@ func TestLogBoundDownRestoresTheHorizon(t *testing.T) {
 		t.Fatalf("orderflow_log_horizon after going up again does not read orderflow_log_bound: %s", got)
 	}
 }
+
+// 013 gives orders_by_customer, and the shadow of a rebuild under way, a
+// unique index on order_id; going down finds and drops it whatever a swap
+// has named it; going up again works.
+func TestOrdersByCustomerOrderIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbtest.MustURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	m := mustMigrator(t, conn)
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	indexed := func(want int) { // tables with a unique index on order_id alone
+		t.Helper()
+		var n int
+		if err := conn.QueryRow(ctx, `select count(*) from pg_index x
+			where x.indrelid in (select to_regclass(t) from unnest(array['orders_by_customer', 'orders_by_customer_rebuild']) t)
+			  and x.indisunique and x.indnatts = 1
+			  and x.indkey[0] = (select attnum from pg_attribute where attrelid = x.indrelid and attname = 'order_id')`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != want {
+			t.Fatalf("%d of orders_by_customer and its shadow have a unique index on order_id; want %d", n, want)
+		}
+	}
+	if err := m.MigrateTo(ctx, 12); err != nil {
+		t.Fatal(err)
+	}
+	exec(`create table orders_by_customer_rebuild (like orders_by_customer including all)`) // a rebuild under way
+	indexed(0)
+	if err := m.MigrateTo(ctx, 13); err != nil {
+		t.Fatal(err)
+	}
+	indexed(2)
+	// The rebuild swaps its shadow in (as projector does) and a later one
+	// makes a new shadow like it.
+	exec(`alter table orders_by_customer rename to orders_by_customer_old`)
+	exec(`alter table orders_by_customer_rebuild rename to orders_by_customer`)
+	exec(`drop table orders_by_customer_old`)
+	exec(`create table orders_by_customer_rebuild (like orders_by_customer including all)`)
+	indexed(2)
+	if err := m.MigrateTo(ctx, 12); err != nil {
+		t.Fatalf("down to 12: %v", err)
+	}
+	indexed(0)
+	exec(`drop table orders_by_customer_rebuild`)
+	if err := m.Migrate(ctx); err != nil {
+		t.Fatalf("up again: %v", err)
+	}
+	indexed(1)
+}

@@ -239,7 +239,7 @@ func (OrderDetails) ApplyBatch(ctx context.Context, tx pgx.Tx, t Tables, events 
 	if err != nil {
 		return err
 	}
-	rows, err := loadOrders(ctx, tx, t, stored(ids, groups))
+	rows, err := loadByOrder(ctx, tx, t, "order_details", orderColumns, stored(ids, groups), byID(scanOrder))
 	if err != nil {
 		return err
 	}
@@ -311,21 +311,39 @@ func scanOrder(row pgx.Row) (*OrderView, error) {
 	return &v, nil
 }
 
-func loadOrders(ctx context.Context, q Querier, t Tables, ids []orderflow.OrderID) (map[orderflow.OrderID]*OrderView, error) {
-	rows, err := q.Query(ctx, `select `+orderColumns+` from `+t.Name("order_details")+` where order_id = any($1)`, uuids(ids))
+// loadByOrder returns the rows of ids in table of t, selecting columns
+// (the order id first) and scanning each with scan; without ids it asks
+// nothing. The table must have an index leading with order_id.
+func loadByOrder[V any](ctx context.Context, q Querier, t Tables, table, columns string, ids []orderflow.OrderID,
+	scan func(pgx.Row) (orderflow.OrderID, V, error)) (map[orderflow.OrderID]V, error) {
+	out := make(map[orderflow.OrderID]V, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := q.Query(ctx, `select `+columns+` from `+t.Name(table)+` where order_id = any($1)`, uuids(ids))
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := make(map[orderflow.OrderID]*OrderView, len(ids))
 	for rows.Next() {
-		v, err := scanOrder(rows)
+		id, v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		out[v.OrderID] = v
+		out[id] = v
 	}
 	return out, rows.Err()
+}
+
+// byID adapts a scan of an order view to loadByOrder.
+func byID(scan func(pgx.Row) (*OrderView, error)) func(pgx.Row) (orderflow.OrderID, *OrderView, error) {
+	return func(row pgx.Row) (orderflow.OrderID, *OrderView, error) {
+		v, err := scan(row)
+		if err != nil {
+			return orderflow.OrderID{}, nil, err
+		}
+		return v.OrderID, v, nil
+	}
 }
 
 // LoadOrder returns the order's row of order_details, or nil.
@@ -412,21 +430,8 @@ func (OrdersByCustomer) ApplyBatch(ctx context.Context, tx pgx.Tx, t Tables, eve
 	if err != nil {
 		return err
 	}
-	rows := map[orderflow.OrderID]*OrderView{}
-	res, err := tx.Query(ctx, `select `+customerOrderColumns+` from `+t.Name("orders_by_customer")+` where order_id = any($1)`, uuids(stored(ids, groups)))
+	rows, err := loadByOrder(ctx, tx, t, "orders_by_customer", customerOrderColumns, stored(ids, groups), byID(scanCustomerOrder))
 	if err != nil {
-		return err
-	}
-	for res.Next() {
-		v, err := scanCustomerOrder(res)
-		if err != nil {
-			res.Close()
-			return err
-		}
-		rows[v.OrderID] = v
-	}
-	res.Close()
-	if err := res.Err(); err != nil {
 		return err
 	}
 	loaded := keys(rows)
@@ -674,25 +679,17 @@ func (DailySales) ApplyBatch(ctx context.Context, tx pgx.Tx, t Tables, events []
 	if err != nil {
 		return err
 	}
-	rows := map[orderflow.OrderID]*SalesOrder{}
-	res, err := tx.Query(ctx, `select order_id, day, total_cents, status, version from `+t.Name("sales_orders")+` where order_id = any($1)`, uuids(stored(ids, groups)))
+	rows, err := loadByOrder(ctx, tx, t, "sales_orders", "order_id, day, total_cents, status, version", stored(ids, groups),
+		func(row pgx.Row) (orderflow.OrderID, *SalesOrder, error) {
+			var (
+				o  SalesOrder
+				id uuid.UUID
+			)
+			err := row.Scan(&id, &o.Day, &o.TotalCents, &o.Status, &o.Version)
+			o.Day = o.Day.UTC()
+			return orderflow.OrderID(id), &o, err
+		})
 	if err != nil {
-		return err
-	}
-	for res.Next() {
-		var (
-			o  SalesOrder
-			id uuid.UUID
-		)
-		if err := res.Scan(&id, &o.Day, &o.TotalCents, &o.Status, &o.Version); err != nil {
-			res.Close()
-			return err
-		}
-		o.Day = o.Day.UTC()
-		rows[orderflow.OrderID(id)] = &o
-	}
-	res.Close()
-	if err := res.Err(); err != nil {
 		return err
 	}
 	loaded := keys(rows)
