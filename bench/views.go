@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow"
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/projector"
 )
@@ -24,7 +25,12 @@ func viewsSection(ctx context.Context, log *slog.Logger, cfg config, m machine) 
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Projections: rebuild and freshness\n\n%s\n", m.markdown())
 
-	rows, problems, err := rebuildRates(ctx, log, cfg)
+	backlog, err := createDatabase(ctx, cfg.databaseURL, true)
+	if err != nil {
+		return "", err
+	}
+	defer func() { err = errors.Join(err, backlog.drop(context.WithoutCancel(ctx))) }()
+	rows, problems, err := rebuildRates(ctx, log, cfg, backlog)
 	if err != nil {
 		return "", err
 	}
@@ -48,11 +54,34 @@ func viewsSection(ctx context.Context, log *slog.Logger, cfg config, m machine) 
 
 `)
 
-	lag, lagProblems, err := freshness(ctx, log, cfg)
+	fresh, err := createDatabase(ctx, cfg.databaseURL, false)
 	if err != nil {
 		return "", err
 	}
-	b.WriteString("### Command to view at 2,000 commands/s\n\n" + lag + "\n")
+	defer func() { err = errors.Join(err, fresh.drop(context.WithoutCancel(ctx))) }()
+	lag := table{header: []string{"Views", "Offered", "Achieved", "Orders", "p50 (interpolated)", "p99 (interpolated)", "Within 50 ms",
+		"The other views: p99", "Of which the relay: p50 / p99", "The projector's transactions: p50 / p99", "Check"}}
+	var lagProblems, notes []string
+	for _, point := range []struct {
+		name string
+		db   *database
+	}{{"empty", fresh}, {fmt.Sprintf("%d orders, after the rebuilds", cfg.relayEvents*4/5), backlog}} {
+		// The rebuilds leave PostgreSQL writing back and vacuuming.
+		quiet, err := settle(ctx, m.Cores, settleLimit)
+		if err != nil {
+			return "", err
+		}
+		row, probs, err := freshness(ctx, log, cfg, point.db)
+		if !quiet {
+			notes = append(notes, fmt.Sprintf("- **Note:** views %s: the machine was still busy before the load; measured anyway\n", point.name))
+		}
+		if err != nil {
+			return "", fmt.Errorf("freshness, views %s: %w", point.name, err)
+		}
+		lag.add(append([]string{point.name}, append(row, validity(probs))...)...)
+		lagProblems = append(lagProblems, probs...)
+	}
+	b.WriteString("### Command to view at 2,000 commands/s\n\n" + lag.String() + freshnessNotes + strings.Join(notes, "") + "\n")
 	b.WriteString(problemList("freshness", lagProblems))
 	return b.String(), nil
 }
@@ -64,12 +93,9 @@ type rateRow struct {
 	problems []string
 }
 
-func rebuildRates(ctx context.Context, log *slog.Logger, cfg config) (rows []rateRow, problems []string, err error) {
-	db, err := createDatabase(ctx, cfg.databaseURL, true)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer func() { err = errors.Join(err, db.drop(context.WithoutCancel(ctx))) }()
+// rebuildRates fills db (migrated, empty) with the backlog and measures the
+// raw read of it and the rebuilds of two projections.
+func rebuildRates(ctx context.Context, log *slog.Logger, cfg config, db *database) (rows []rateRow, problems []string, err error) {
 	n := cfg.relayEvents
 	placed := n * 4 / 5
 	log.Info("views: making the backlog", "events", n)
@@ -157,53 +183,66 @@ func rebuildRates(ctx context.Context, log *slog.Logger, cfg config) (rows []rat
 	return rows, problems, nil
 }
 
-// freshness drives orderflow (command, relay and projector roles) at 2,000
-// orders/s and reads the projection freshness histogram it exports.
-func freshness(ctx context.Context, log *slog.Logger, cfg config) (string, []string, error) {
+// freshness drives orderflow (command, relay and projector roles) on db at
+// 2,000 orders/s and reads the histograms it exports: the figures of one
+// row of the freshness table, and what makes them invalid. On a database
+// with a log already, the relay starts at its end (as if it had published
+// the history long ago), and the projections never built backfill first.
+func freshness(ctx context.Context, log *slog.Logger, cfg config, db *database) ([]string, []string, error) {
 	const rate = 2000
 	dir, err := os.MkdirTemp("", "orderflow-bench-views")
 	if err != nil {
-		return "", nil, err
+		return nil, nil, err
 	}
 	defer os.RemoveAll(dir)
 	bin, err := buildOrderflow(ctx, dir)
 	if err != nil {
-		return "", nil, err
+		return nil, nil, err
 	}
-	db, err := createDatabase(ctx, cfg.databaseURL, false)
-	if err != nil {
-		return "", nil, err
+	var before int64 // orders in the view before the load
+	if err := queryRow(ctx, db.url, `select (select count(*) from pg_tables where tablename = 'relay_checkpoints')`, &before); err != nil {
+		return nil, nil, err
 	}
-	defer func() { _ = db.drop(context.WithoutCancel(ctx)) }()
+	if before > 0 { // migrated: it may hold a log and views
+		if err := exec1(ctx, db.url, `insert into relay_checkpoints (name, tx_id, seq)
+			select 'kafka', tx_id, seq from events order by tx_id desc, seq desc limit 1
+			on conflict (name) do update set tx_id = excluded.tx_id, seq = excluded.seq`); err != nil {
+			return nil, nil, err
+		}
+		if err := queryRow(ctx, db.url, `select count(*) from order_details`, &before); err != nil {
+			return nil, nil, err
+		}
+	}
 	c, err := startOrderflow(ctx, log, bin, db.url, dir,
 		append(db.kafkaEnv(cfg.kafkaBrokers), "ORDERFLOW_ROLES=command,relay,projector")...)
 	if err != nil {
-		return "", nil, err
+		return nil, nil, err
 	}
 	client := newLoadClient(256)
 	// Steady state, not start-up: the load starts once a probe order is in
-	// the view (the projector's consumer groups have joined).
+	// the view (the projections have backfilled and their consumer groups
+	// have joined).
 	if err := placeOrder(ctx, client, c.url, 0); err != nil {
-		return "", nil, errors.Join(fmt.Errorf("probe order: %w", err), c.stop())
+		return nil, nil, errors.Join(fmt.Errorf("probe order: %w", err), c.stop())
 	}
-	for ready := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+	for ready := time.Now().Add(5 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
 		var n int64
-		if err := queryRow(ctx, db.url, `select count(*) from order_details`, &n); err == nil && n > 0 {
+		if err := queryRow(ctx, db.url, `select count(*) from order_details`, &n); err == nil && n > before {
 			break
 		}
 		if time.Now().After(ready) {
-			return "", nil, errors.Join(errors.New("the probe order did not reach the view within a minute"), c.stop())
+			return nil, nil, errors.Join(errors.New("the probe order did not reach the view within five minutes"), c.stop())
 		}
 	}
 	run, err := openLoop(ctx, client, "orderflow", c.url, rate, cfg.warmup, cfg.duration)
 	if err != nil {
-		return "", nil, errors.Join(err, c.stop())
+		return nil, nil, errors.Join(err, c.stop())
 	}
 	var problems []string
 	problems = append(problems, run.Errors.problems()...)
 	// Wait for the view to hold every order placed (and the probe), then
 	// read the histogram.
-	total := run.OK + int64(float64(rate)*cfg.warmup.Seconds()) + 1
+	total := before + run.OK + int64(float64(rate)*cfg.warmup.Seconds()) + 1
 	deadline := time.Now().Add(2 * time.Minute)
 	var inView int64
 	for time.Now().Before(deadline) {
@@ -213,25 +252,39 @@ func freshness(ctx context.Context, log *slog.Logger, cfg config) (string, []str
 		time.Sleep(100 * time.Millisecond)
 	}
 	if inView < total {
-		problems = append(problems, fmt.Sprintf("only %d of %d orders reached the view", inView, total))
+		problems = append(problems, fmt.Sprintf("only %d of %d orders reached the view", inView-before, total-before))
 	}
 	hist, err := scrapeHistogram(ctx, c.url, `orderflow_projection_freshness_seconds_bucket{projection="order_details"`)
 	relay, relayErr := scrapeHistogram(ctx, c.url, `orderflow_relay_delay_seconds_bucket{`)
 	apply, applyErr := scrapeHistogram(ctx, c.url, `orderflow_projection_batch_seconds_bucket{projection="order_details"`)
+	var others []string // the other views the orders reach, by their p99
+	for _, p := range projector.All() {
+		if p.Name() == "order_details" || !projector.Wants(p, orderflow.OrderStreamPrefix+"x") {
+			continue
+		}
+		h, hErr := scrapeHistogram(ctx, c.url, `orderflow_projection_freshness_seconds_bucket{projection="`+p.Name()+`"`)
+		err = errors.Join(err, hErr)
+		others = append(others, p.Name()+" "+ms(h.quantile(0.99)))
+	}
 	if stopErr := c.stop(); stopErr != nil {
 		problems = append(problems, stopErr.Error())
 	}
 	if err = errors.Join(err, relayErr, applyErr); err != nil {
-		return "", nil, err
+		return nil, nil, err
 	}
-	t := table{header: []string{"Offered", "Achieved", "Orders", "p50 (interpolated)", "p99 (interpolated)", "Within 50 ms",
-		"Of which the relay: p50 / p99", "The projector's transactions: p50 / p99", "Check"}}
-	t.add(fmt.Sprintf("%d/s", rate), perSecond(run.Achieved), fmt.Sprint(hist.count), ms(hist.quantile(0.5)), ms(hist.quantile(0.99)),
-		fmt.Sprintf("%.2f%%", 100*hist.fractionBelow(0.05)), ms(relay.quantile(0.5))+" / "+ms(relay.quantile(0.99)),
-		ms(apply.quantile(0.5))+" / "+ms(apply.quantile(0.99)), validity(problems))
-	return t.String() + `
+	return []string{fmt.Sprintf("%d/s", rate), perSecond(run.Achieved), fmt.Sprint(hist.count), ms(hist.quantile(0.5)), ms(hist.quantile(0.99)),
+		fmt.Sprintf("%.2f%%", 100*hist.fractionBelow(0.05)), strings.Join(others, ", "), ms(relay.quantile(0.5)) + " / " + ms(relay.quantile(0.99)),
+		ms(apply.quantile(0.5)) + " / " + ms(apply.quantile(0.99))}, problems, nil
+}
+
+const freshnessNotes = `
+- Views: "empty" runs on a fresh database; the second row on the database of
+  the rebuilds above, whose log and views hold the backlog's orders: the
+  relay starts at the end of its log (as if it had published the history
+  long ago), and the projections the rebuilds did not build backfill when
+  orderflow starts, before the load.
 - Lag: from an order's append (the event's recorded time) to the commit of
-  its order_details update, as the projector's own histogram
+  its order_details update (the other views: of theirs), as the projector's own histogram
   ` + "`orderflow_projection_freshness_seconds`" + ` records it (buckets 5, 10, 25, 50,
   100 ms…; quantiles are interpolated inside a bucket, so read them as
   bounds; "within 50 ms" is exact, 50 ms being a bucket edge). It includes
@@ -244,8 +297,7 @@ func freshness(ctx context.Context, log *slog.Logger, cfg config) (string, []str
 - Load: the same open-loop generator as the HTTP section, one process running
   the command, relay and projector roles; it starts once a probe order is in
   the view, so the figures are steady state, not consumer-group start-up.
-`, problems, nil
-}
+`
 
 // histogram is a scraped Prometheus histogram.
 type histogram struct {
