@@ -106,7 +106,7 @@ var settings = []setting{
 	{"ORDERFLOW_DEADLINE_INTERVAL", "deadline-interval", "500ms", "how often the saga looks for orders past their deadline"},
 	{"KAFKA_BROKERS", "kafka-brokers", "", "comma-separated Kafka bootstrap addresses (required by the relay role)"},
 	{"ORDERFLOW_KAFKA_TOPIC_PREFIX", "kafka-topic-prefix", "orderflow", "topics are <prefix>.order, <prefix>.inventory, <prefix>.payment, <prefix>.unrouted"},
-	{"ORDERFLOW_KAFKA_PARTITIONS", "kafka-partitions", "6", "partitions of each topic the relay creates"},
+	{"ORDERFLOW_KAFKA_PARTITIONS", "kafka-partitions", "1", "partitions of each topic orderflow creates (existing topics keep theirs): how many processes of a consumer role can share a topic's work"},
 	{"ORDERFLOW_KAFKA_REPLICATION", "kafka-replication", "1", "replication factor of each topic the relay creates"},
 	{"ORDERFLOW_RELAY_BATCH_SIZE", "relay-batch-size", "1000", "most events the relay publishes per batch"},
 	{"ORDERFLOW_CONSUMER_IN_FLIGHT", "consumer-in-flight", "256", "projection and saga consumers: most messages each handler has out at once (a saga reaction: different keys concurrently, one key in order; a projection: any, applied together in one transaction)"},
