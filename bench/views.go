@@ -270,7 +270,7 @@ func freshness(ctx context.Context, log *slog.Logger, cfg config, db *database) 
 		problems = append(problems, stopErr.Error())
 	}
 	if err = errors.Join(err, relayErr, applyErr); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%w\norderflow's log:\n%s", err, c.logTail())
 	}
 	return []string{fmt.Sprintf("%d/s", rate), perSecond(run.Achieved), fmt.Sprint(hist.count), ms(hist.quantile(0.5)), ms(hist.quantile(0.99)),
 		fmt.Sprintf("%.2f%%", 100*hist.fractionBelow(0.05)), strings.Join(others, ", "), ms(relay.quantile(0.5)) + " / " + ms(relay.quantile(0.99)),
