@@ -95,6 +95,10 @@ func (en *Engine) Status(ctx context.Context, p Projection) (Status, error) {
 
 // likePrefixes returns a LIKE pattern per prefix that matches the strings
 // starting with it, taking its own '%', '_' and '\' literally.
+// LikePatterns returns the LIKE patterns (wildcards in the prefixes
+// escaped) that match the stream ids p folds.
+func LikePatterns(p Projection) []string { return likePrefixes(p.Prefixes()) }
+
 func likePrefixes(prefixes []string) []string {
 	esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 	out := make([]string, len(prefixes))

@@ -39,9 +39,13 @@ type Tailer interface {
 	Subscribe(ctx context.Context, after eventstore.Position, batchSize int, fn func(context.Context, []eventstore.Event) error) error
 }
 
+// DefaultName is the name of a relay whose Config names none.
+const DefaultName = "kafka"
+
 // Config tunes a Relay.
 type Config struct {
-	// Name identifies the relay's checkpoint and leader lock (default "kafka").
+	// Name identifies the relay's checkpoint and leader lock (default
+	// DefaultName).
 	Name string
 	// Source is the CloudEvents source attribute (default "/orderflow").
 	Source string
@@ -60,7 +64,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Name == "" {
-		c.Name = "kafka"
+		c.Name = DefaultName
 	}
 	if c.TopicPrefix == "" {
 		c.TopicPrefix = DefaultTopicPrefix
@@ -390,23 +394,42 @@ func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- lagSecondsDesc
 }
 
-func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	var events int64
-	var seconds float64
-	err := c.r.pool.QueryRow(ctx, `
+// BacklogCap caps the events Backlog counts.
+const BacklogCap = 10_000_000
+
+// Backlog returns how far the relay called name is behind the log: the
+// events past its checkpoint (the first BacklogCap of them; with streams,
+// only those whose stream id matches one of these LIKE patterns), and the
+// age in seconds of the oldest of them (0 when there is none). It reads an
+// index range as long as the backlog, not the log.
+func Backlog(ctx context.Context, pool *pgxpool.Pool, name string, streams ...string) (events int64, seconds float64, err error) {
+	var patterns []string // nil: every stream
+	if len(streams) > 0 {
+		patterns = streams
+	}
+	err = pool.QueryRow(ctx, `
 		with cp as (
 			select coalesce((select tx_id from relay_checkpoints where name = $1), 0) as tx_id,
 			       coalesce((select seq from relay_checkpoints where name = $1), 0) as seq
 		), pending as (
-			select e.recorded_at from events e, cp
+			select e.stream_id, e.recorded_at from events e, cp
 			where (e.tx_id, e.seq) > (cp.tx_id, cp.seq)
 			order by e.tx_id, e.seq
-			limit 10000000
+			limit $2
 		)
-		select count(*), coalesce(extract(epoch from now() - min(recorded_at)), 0)::float8 from pending`,
-		c.r.cfg.Name).Scan(&events, &seconds)
+		select count(*), coalesce(extract(epoch from now() - min(recorded_at)), 0)::float8 from pending
+		where $3::text[] is null or stream_id like any($3)`,
+		name, BacklogCap, patterns).Scan(&events, &seconds)
+	if err != nil {
+		return 0, 0, fmt.Errorf("relay %s: backlog: %w", name, err)
+	}
+	return events, seconds, nil
+}
+
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	events, seconds, err := Backlog(ctx, c.r.pool, c.r.cfg.Name)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(lagEventsDesc, err)
 		ch <- prometheus.NewInvalidMetric(lagSecondsDesc, err)

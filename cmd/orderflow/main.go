@@ -308,7 +308,8 @@ func startRoles(ctx context.Context, cfg Config, reg *prometheus.Registry, selfU
 			if err != nil {
 				return nil, err
 			}
-			if err := registerAll(reg, engine.Collectors()...); err != nil {
+			lag := projectionLag{pool: pool, brokers: cfg.KafkaBrokers, prefix: cfg.KafkaTopicPrefix, logger: logger}
+			if err := registerAll(reg, append(engine.Collectors(), lag)...); err != nil {
 				return nil, err
 			}
 			background.Go(func() {

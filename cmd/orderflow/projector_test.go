@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -271,4 +272,40 @@ func seedOrders(t *testing.T, pool *pgxpool.Pool, n int) []string {
 		t.FailNow()
 	}
 	return ids
+}
+
+// Projection lag is on /metrics: orders the relay has not published yet are
+// lag for the projections that fold order streams (and not for stock);
+// once a relay publishes them and the projections apply them, it is 0.
+func TestProjectionLagOnMetrics(t *testing.T) {
+	// Not parallel: each of these runs whole orderflow processes; on 2 cores
+	// they would starve each other and measure the machine, not the code.
+	env, _ := fullEnv(t)
+	env["ORDERFLOW_ROLES"] = "command,projector" // no relay: the orders wait in the log
+	p := MustStart(t, env)
+	const orders = 4
+	for range orders {
+		postOrder(t, p.base, "c-lag")
+	}
+	lag := func(projection string) (events, seconds float64) {
+		return p.Metric(t, `orderflow_projection_lag_events{projection="`+projection+`"}`),
+			p.Metric(t, `orderflow_projection_lag_seconds{projection="`+projection+`"}`)
+	}
+	waitUntil(t, time.Minute, "the unpublished orders counted as lag", func() bool {
+		events, seconds := lag("order_details")
+		sagaEvents, _ := lag("saga_timeline")
+		stockEvents, stockSeconds := lag("stock")
+		return events == orders && seconds > 0 && sagaEvents == orders && stockEvents == 0 && stockSeconds == 0
+	})
+	relayEnv := maps.Clone(env)
+	relayEnv["ORDERFLOW_ROLES"] = "relay"
+	MustStart(t, relayEnv)
+	waitUntil(t, 2*time.Minute, "no lag once the orders are published and applied", func() bool {
+		for _, projection := range []string{"order_details", "orders_by_customer", "daily_sales", "saga_timeline"} {
+			if events, seconds := lag(projection); events != 0 || seconds != 0 {
+				return false
+			}
+		}
+		return true
+	})
 }
