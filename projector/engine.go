@@ -49,6 +49,10 @@ type EngineConfig struct {
 	// RebuildChunk is how many events of the log a rebuild reads at a time
 	// (default RebuildChunk).
 	RebuildChunk int
+	// RebuildTxEvents is about how many events of the log one rebuild
+	// transaction folds, its position saved with it (default
+	// RebuildTxEvents).
+	RebuildTxEvents int
 }
 
 // Engine applies events to projections with their checkpoints.
@@ -79,6 +83,9 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, cfg EngineConfig, logger *
 	}
 	if cfg.RebuildChunk <= 0 {
 		cfg.RebuildChunk = RebuildChunk
+	}
+	if cfg.RebuildTxEvents <= 0 {
+		cfg.RebuildTxEvents = RebuildTxEvents
 	}
 	return &Engine{
 		pool: pool, store: store, cfg: cfg, logger: logger, batchers: map[string]*batch.Batcher[eventstore.Event, result]{},

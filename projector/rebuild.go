@@ -19,20 +19,40 @@ type Log interface {
 // Progress reports a rebuild's advance.
 type Progress struct {
 	Projection string
-	Read       int64 // events of the log read so far (all streams)
-	Total      int64 // events in the log when the rebuild (re)started, plus Read before it
-	Started    time.Time
+	Read       int64     // events of the log read so far (all streams)
+	Total      int64     // events in the log when the rebuild (re)started, plus Read before it
+	Resumed    int64     // of Read, the events an earlier, interrupted run had read
+	Started    time.Time // when this run started
 	Done       bool
+}
+
+// Rate is the events this run has read per second, up to now.
+func (pr Progress) Rate(now time.Time) float64 {
+	elapsed := now.Sub(pr.Started).Seconds()
+	if elapsed <= 0 {
+		return 0
+	}
+	return float64(pr.Read-pr.Resumed) / elapsed
+}
+
+// ETA is how long the rest takes at this run's rate so far; false while
+// the rate is not known yet.
+func (pr Progress) ETA(now time.Time) (time.Duration, bool) {
+	rate := pr.Rate(now)
+	if rate <= 0 {
+		return 0, false
+	}
+	return time.Duration(float64(max(pr.Total-pr.Read, 0)) / rate * float64(time.Second)), true
 }
 
 // RebuildChunk is how many events of the log one rebuild read takes, unless
 // EngineConfig says otherwise.
 const RebuildChunk = 10_000
 
-// rebuildTxEvents is about how many events of the log one rebuild
-// transaction folds: the more, the more often the touches of one row fold
-// into one write, and the fewer commits.
-const rebuildTxEvents = 100_000
+// RebuildTxEvents is about how many events of the log one rebuild
+// transaction folds, unless EngineConfig says otherwise: the more, the more
+// often the touches of one row fold into one write, and the fewer commits.
+const RebuildTxEvents = 100_000
 
 // Rebuild replays the event log into p's shadow tables, catches up with the
 // live log, and swaps the shadow tables in atomically: queries keep reading
@@ -43,7 +63,17 @@ const rebuildTxEvents = 100_000
 //
 // Reading and decoding run ahead of the writes, on their own goroutine, so
 // the database writes one part while the next is read.
+//
+// One rebuild of a projection runs at a time, across processes: another one
+// started meanwhile (from the CLI, the admin API, or a second projector's
+// start-up backfill) returns ErrRebuildRunning at once and changes nothing.
+// Two would fold the same events into the same shadow tables twice.
 func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress func(Progress)) error {
+	unlock, err := en.lockRebuild(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	pos, read, err := en.startRebuild(ctx, p)
 	if err != nil {
 		return err
@@ -52,7 +82,7 @@ func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress f
 	if err := en.pool.QueryRow(ctx, `select count(*) from events where (tx_id, seq) > ($1, $2)`, pos.TxID, pos.Seq).Scan(&remaining); err != nil {
 		return fmt.Errorf("rebuild %s: %w", p.Name(), err)
 	}
-	pr := Progress{Projection: p.Name(), Read: read, Total: read + remaining, Started: time.Now()}
+	pr := Progress{Projection: p.Name(), Read: read, Total: read + remaining, Resumed: read, Started: time.Now()}
 	report := func() {
 		if progress != nil {
 			progress(pr)
@@ -68,7 +98,7 @@ func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress f
 	defer cancel()
 	// The reader may run a whole transaction ahead: while one transaction
 	// writes, the next one's events are read and decoded.
-	parts := make(chan replayPart, max(4, 2*rebuildTxEvents/en.cfg.RebuildChunk))
+	parts := make(chan replayPart, max(4, 2*en.cfg.RebuildTxEvents/en.cfg.RebuildChunk))
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(parts)
@@ -115,7 +145,7 @@ func (en *Engine) Rebuild(ctx context.Context, p Projection, log Log, progress f
 		parked = append(parked, part.parked...)
 		n += int64(part.read)
 		last = part.last
-		if n >= rebuildTxEvents {
+		if n >= int64(en.cfg.RebuildTxEvents) {
 			if err := flush(); err != nil {
 				return fmt.Errorf("rebuild %s: %w", p.Name(), err)
 			}
@@ -149,6 +179,39 @@ type parkedEvent struct {
 	stream  string
 	version int64
 	cause   string
+}
+
+// ErrRebuildRunning reports that a rebuild of the projection is already
+// running, in this process or another.
+var ErrRebuildRunning = errors.New("projector: a rebuild of this projection is already running")
+
+// lockRebuild takes p's rebuild lock: a session advisory lock, held on a
+// connection of its own until the returned func releases it. If the process
+// dies, its session ends and the lock with it. The key is not lockKey's,
+// which live applies take (shared) in every transaction.
+func (en *Engine) lockRebuild(ctx context.Context, p Projection) (unlock func(), err error) {
+	key := "orderflow.projection-rebuild." + p.Name()
+	conn, err := en.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild %s: %w", p.Name(), err)
+	}
+	var locked bool
+	if err := conn.QueryRow(ctx, `select pg_try_advisory_lock(hashtextextended($1, 0))`, key).Scan(&locked); err != nil || !locked {
+		conn.Release()
+		if err == nil {
+			err = ErrRebuildRunning
+		}
+		return nil, fmt.Errorf("rebuild %s: %w", p.Name(), err)
+	}
+	return func() {
+		// ctx may have ended (an interrupted rebuild): unlock regardless.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(ctx, `select pg_advisory_unlock(hashtextextended($1, 0))`, key); err != nil {
+			_ = conn.Conn().Close(ctx) // ending the session releases the lock
+		}
+		conn.Release()
+	}, nil
 }
 
 // loadPoison returns the streams an interrupted rebuild of p parked already.

@@ -166,14 +166,11 @@ func (b *progressBar) update(pr projector.Progress) {
 	if pr.Total > 0 {
 		frac = min(float64(pr.Read)/float64(pr.Total), 1)
 	}
-	elapsed := time.Since(pr.Started).Seconds()
-	rate := 0.0
-	if elapsed > 0 {
-		rate = float64(pr.Read) / elapsed
-	}
+	now := time.Now()
+	rate := pr.Rate(now)
 	eta := "?"
-	if rate > 0 {
-		eta = (time.Duration(float64(pr.Total-pr.Read)/rate) * time.Second).Round(time.Second).String()
+	if d, ok := pr.ETA(now); ok {
+		eta = d.Round(time.Second).String()
 	}
 	if pr.Done {
 		eta = "done"
