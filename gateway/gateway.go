@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/orderflow/orderflow/api"
 	"github.com/orderflow/orderflow/breaker"
 	"github.com/orderflow/orderflow/httpapi"
 )
@@ -253,11 +254,13 @@ func (g *Gateway) Collectors() []prometheus.Collector { return g.metrics.collect
 func (g *Gateway) Drain() { g.health.Drain() }
 
 // routes is the route table. Every /v1 and /admin route needs a valid token
-// and passes the rate limits; the gateway's own endpoints need neither.
+// and passes the rate limits; the gateway's own endpoints (health, metrics,
+// the OpenAPI document) need neither.
 func (g *Gateway) routes(gatherer prometheus.Gatherer) http.Handler {
 	r := httpapi.NewRouter(g.logger, nil)
 	r.Use(g.metrics.observe)
 	g.health.Mount(r, gatherer)
+	r.Method(http.MethodGet, "/openapi.json", api.Handler()) // the contract clients are held to, without a token
 	r.Group(func(r chi.Router) {
 		r.Use(g.authenticateAndLimit)
 		r.Post("/v1/orders", g.forward(ServiceCommand, g.ownPlacement))

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/orderflow/orderflow/api"
 	"github.com/orderflow/orderflow/gateway"
 )
 
@@ -75,6 +76,14 @@ func TestGatewayEndpoints(t *testing.T) {
 	}
 	if res := h.do(t, http.MethodGet, "/readyz", "", ""); res.status != http.StatusOK {
 		t.Fatalf("readyz %d: %s", res.status, res.body)
+	}
+	// The API document, without a token, from the gateway itself.
+	if res := h.do(t, http.MethodGet, "/openapi.json", "", ""); res.status != http.StatusOK ||
+		!strings.HasPrefix(res.header.Get("Content-Type"), "application/json") || res.body != string(api.OpenAPI()) {
+		t.Fatalf("openapi.json: %d %q, %d bytes; want 200, the document", res.status, res.header.Get("Content-Type"), len(res.body))
+	}
+	if calls := h.callsTo(gateway.ServiceQuery); len(calls) != 0 {
+		t.Fatalf("openapi.json went upstream: %v", calls)
 	}
 	h.do(t, http.MethodGet, "/v1/inventory/sku-1", MustToken(t, "c-1", gateway.RoleCustomer), "")
 	res := h.do(t, http.MethodGet, "/metrics", "", "")
