@@ -2,13 +2,16 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 
 	"github.com/orderflow/orderflow/api"
 	"github.com/orderflow/orderflow/api/apitest"
+	"github.com/orderflow/orderflow/projector"
 )
 
 func TestHandlerServesTheDocument(t *testing.T) {
@@ -46,5 +49,50 @@ func TestOpenAPIReturnsACopy(t *testing.T) {
 	doc[0] = 'x'
 	if api.OpenAPI()[0] != '{' {
 		t.Fatal("changing the returned slice changed the document")
+	}
+}
+
+// The document's projection names for the admin rebuild are exactly the
+// projections orderflow keeps.
+func TestRebuildNamesAreTheProjections(t *testing.T) {
+	t.Parallel()
+	type operation struct {
+		OperationID string `json:"operationId"`
+		Parameters  []struct {
+			Name   string `json:"name"`
+			Schema struct {
+				Enum []string `json:"enum"`
+			} `json:"schema"`
+		} `json:"parameters"`
+	}
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"` // path item: method -> operation, and more
+	}
+	if err := json.Unmarshal(api.OpenAPI(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range projector.All() {
+		names = append(names, p.Name())
+	}
+	found := false
+	for _, item := range doc.Paths {
+		for _, raw := range item {
+			var op operation
+			if json.Unmarshal(raw, &op) != nil || op.OperationID != "rebuildProjection" { // not an operation, or another
+				continue
+			}
+			for _, param := range op.Parameters {
+				if param.Name == "name" {
+					found = true
+					if !slices.Equal(param.Schema.Enum, names) {
+						t.Fatalf("rebuildProjection name enum %v; the projections are %v", param.Schema.Enum, names)
+					}
+				}
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no rebuildProjection operation with a name parameter")
 	}
 }
