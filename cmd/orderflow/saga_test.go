@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orderflow/orderflow/query"
 )
 
 // sagaEnv runs every role in one process with a fast, controllable payment
@@ -174,6 +176,7 @@ func TestSagaEndToEnd(t *testing.T) {
 			t.Fatalf("order ended %s", end)
 		}
 		p.settled(t, id, []string{"InventoryReserved", "InventoryCommitted"}, []string{"PaymentCaptured"})
+		p.timeline(t, id)
 	})
 	t.Run("out of stock rejects and reserves nothing", func(t *testing.T) {
 		before := p.sku(t, "PEAR")
@@ -279,5 +282,38 @@ func TestSagaOutageLongerThanDeadlineCancelsAndCompensates(t *testing.T) {
 	_, body := p.do(t, "GET", "/v1/streams/order-"+id+"/events", "")
 	if !strings.Contains(string(body), `"reason":"timeout"`) {
 		t.Fatalf("cancellation reason is not timeout: %s", body)
+	}
+}
+
+// timeline waits for GET /v1/orders/{id}/saga to show the confirmed saga:
+// the order's, the reservation's and the payment's steps, under the order's
+// correlation id, each participant's step caused by an earlier step.
+func (p *process) timeline(t *testing.T, id string) {
+	t.Helper()
+	var saga query.Saga
+	waitUntil(t, time.Minute, "the confirmed saga in its timeline", func() bool {
+		code, body := p.do(t, "GET", "/v1/orders/"+id+"/saga", "")
+		saga = query.Saga{}
+		return code == 200 && json.Unmarshal(body, &saga) == nil && saga.Status == "confirmed"
+	})
+	var types []string
+	seen := map[string]bool{}
+	for _, s := range saga.Steps {
+		types = append(types, s.Type)
+		if s.CorrelationID != saga.Steps[0].CorrelationID || s.CorrelationID == "" {
+			t.Errorf("step %s has correlation id %q, the saga's is %q", s.Type, s.CorrelationID, saga.Steps[0].CorrelationID)
+		}
+		if s.CausationID != "" && !seen[s.CausationID] {
+			t.Errorf("step %s was caused by %s, no earlier step of the saga", s.Type, s.CausationID)
+		}
+		seen[s.EventID] = true
+	}
+	for _, want := range []string{"OrderPlaced", "InventoryReserved", "PaymentCaptured", "OrderConfirmed"} {
+		if !slices.Contains(types, want) {
+			t.Errorf("timeline %v lacks %s", types, want)
+		}
+	}
+	if saga.Inventory == "" || saga.Payment == "" {
+		t.Errorf("timeline %+v: inventory %q, payment %q", saga, saga.Inventory, saga.Payment)
 	}
 }
