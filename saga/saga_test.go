@@ -26,6 +26,7 @@ import (
 // listed in Decline and counts what reached it.
 type FakeProvider struct {
 	mu       sync.Mutex
+	During   func() // if set, called (once, then cleared) inside the next Charge, before it answers
 	Decline  map[string]bool
 	charges  map[string]paymentprovider.Charge // by idempotency key
 	refunds  map[string]paymentprovider.Refund
@@ -36,6 +37,13 @@ type FakeProvider struct {
 var _ saga.Provider = (*FakeProvider)(nil)
 
 func (f *FakeProvider) Charge(_ context.Context, orderID string, amount int64, key string) (paymentprovider.Charge, error) {
+	f.mu.Lock()
+	during := f.During
+	f.During = nil
+	f.mu.Unlock()
+	if during != nil {
+		during()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if c, ok := f.charges[key]; ok {
@@ -232,4 +240,112 @@ func TestEveryEventDeliveredTwice(t *testing.T) {
 		t.Fatalf("the cancelled confirmed order was not refunded: %v", a[ids[0].PaymentStream()])
 	}
 	t.Logf("end states: %s", strings.Join(ends, ", "))
+}
+
+// deliverLate hands the events of type typ in stream to every reaction that
+// takes them, out of the log's order: the relay and Kafka late.
+func (w *world) deliverLate(t *testing.T, stream, typ string) int {
+	t.Helper()
+	ctx := context.Background()
+	events, err := w.store.ReadStream(ctx, stream, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range events {
+		if e.Type != typ {
+			continue
+		}
+		n++
+		for _, r := range w.saga.Reactions() {
+			if r.Context == relay.ContextOf(e.StreamID) && slices.Contains(r.Types, e.Type) {
+				if err := r.Handle(ctx, e); err != nil {
+					t.Fatalf("%s on late %s@%d: %v", r.Name, e.StreamID, e.Version, err)
+				}
+			}
+		}
+	}
+	return n
+}
+
+// Reordered and late events around a customer's cancellation while the
+// order waits for its payment. Whatever happens, the order stays cancelled,
+// its reservation is released, and no money is kept:
+//   - the payment participant sees the cancellation before the reservation
+//     reaches it: it charges nothing and records that (PaymentFailed);
+//   - the cancellation comes while the provider is charging: the refund on
+//     OrderCancelled finds no capture yet, and the capture, recorded after
+//     the order was cancelled, is refunded when it reaches the participant
+//     (a late PaymentCaptured leads to a refund).
+func TestLateEventsAfterACancellationKeepNoMoney(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		duringPay bool // cancel inside the provider's charge, not before the reservation reaches payment
+		payment   []string
+		kept      int64 // captured
+	}{
+		{"cancel seen before the charge", false, []string{orderflow.EventPaymentFailed}, 0},
+		{"cancel during the charge", true, []string{orderflow.EventPaymentCaptured, orderflow.EventPaymentRefunded}, 600},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := MustWorld(t, nil)
+			ctx := context.Background()
+			stock, _ := command.NewAddStock("A", 5)
+			if _, err := w.stock.Handle(ctx, stock, command.Meta{}); err != nil {
+				t.Fatal(err)
+			}
+			place, err := command.NewPlaceOrder("c-late", []command.LineInput{{SKU: "A", Quantity: 2, UnitPriceCents: 300}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			acc, err := w.api.Handle(ctx, place, command.Meta{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := orderflow.ParseOrderID("id", strings.TrimPrefix(acc.StreamID, orderflow.OrderStreamPrefix))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w.deliverLate(t, id.Stream(), orderflow.EventOrderPlaced) != 1 { // inventory reserves
+				t.Fatal("no OrderPlaced")
+			}
+			cancelOrder := func() {
+				cancel, _ := command.NewCancelOrder(id.String(), "changed my mind")
+				if _, err := w.cancel.Handle(ctx, cancel, command.Meta{}); err != nil {
+					t.Error(err)
+					return
+				}
+				w.deliverLate(t, id.Stream(), orderflow.EventOrderCancelled) // payment: nothing captured yet
+			}
+			if tc.duringPay {
+				w.provider.During = cancelOrder
+			} else {
+				cancelOrder()
+			}
+			if w.deliverLate(t, id.ReservationStream(), orderflow.EventInventoryReserved) != 1 { // payment, late
+				t.Fatal("the order was not reserved")
+			}
+			w.deliverLate(t, id.PaymentStream(), orderflow.EventPaymentCaptured) // a late capture, if any
+			if w.provider.Refunded != tc.kept {                                  // the capture itself led to the refund
+				t.Fatalf("after the late capture: refunded %d, want %d", w.provider.Refunded, tc.kept)
+			}
+			w.deliver(t, 2) // and everything again, in order, twice
+
+			h := w.history(t, []string{id.Stream(), id.ReservationStream(), id.PaymentStream()})
+			if order := h[id.Stream()]; order[len(order)-1] != orderflow.EventOrderCancelled || slices.Contains(order, orderflow.EventOrderConfirmed) {
+				t.Fatalf("order stream %v: want it to end cancelled, never confirmed", order)
+			}
+			if !slices.Contains(h[id.ReservationStream()], orderflow.EventInventoryReleased) {
+				t.Fatalf("reservation stream %v: not released", h[id.ReservationStream()])
+			}
+			if pay := h[id.PaymentStream()]; !slices.Equal(pay, tc.payment) {
+				t.Fatalf("payment stream %v, want %v", pay, tc.payment)
+			}
+			if w.provider.Captured != tc.kept || w.provider.Refunded != tc.kept {
+				t.Fatalf("captured %d, refunded %d; want %d both", w.provider.Captured, w.provider.Refunded, tc.kept)
+			}
+		})
+	}
 }
