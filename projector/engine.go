@@ -108,7 +108,49 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, cfg EngineConfig, logger *
 
 // Collectors returns the engine's metrics.
 func (en *Engine) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{en.freshness, en.batchTime, en.outcomes}
+	return []prometheus.Collector{en.freshness, en.batchTime, en.outcomes, parkedCollector{en}}
+}
+
+// parkedCollector exports how many streams each projection has parked now,
+// read from projection_parked on each scrape: those the live projection
+// parked and those its last rebuild did (the counter of outcomes only
+// sees the live ones, and starts again at 0 with the process).
+type parkedCollector struct{ en *Engine }
+
+var parkedDesc = prometheus.NewDesc("orderflow_projection_parked_streams",
+	"Streams a projection has parked now, by the live projection or its last rebuild; a rebuild clears them.",
+	[]string{"projection"}, nil)
+
+func (c parkedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- parkedDesc }
+
+// Collect leaves the metric out of a scrape when the database does not
+// answer, so the rest of /metrics still does.
+func (c parkedCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var keys []string
+	for _, p := range All() {
+		keys = append(keys, parkedKey(p, Live))
+	}
+	rows, err := c.en.pool.Query(ctx, `select projection, count(*) from projection_parked where projection = any($1) group by projection`, keys)
+	counts := map[string]int64{}
+	if err == nil {
+		var (
+			key string
+			n   int64
+		)
+		_, err = pgx.ForEachRow(rows, []any{&key, &n}, func() error {
+			counts[key] = n
+			return nil
+		})
+	}
+	if err != nil {
+		c.en.logger.Warn("parked streams not exported in this scrape", "err", err)
+		return
+	}
+	for _, p := range All() {
+		ch <- prometheus.MustNewConstMetric(parkedDesc, prometheus.GaugeValue, float64(counts[parkedKey(p, Live)]), p.Name())
+	}
 }
 
 func (o Outcome) String() string {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderflow/orderflow"
 	"github.com/orderflow/orderflow/command"
@@ -450,6 +451,34 @@ func testPoison(t *testing.T, batched bool) {
 	if !batched && status.Parked[0].Version != 1 {
 		t.Fatalf("parked at version %d, want 1", status.Parked[0].Version)
 	}
+	if n := gauge(t, f.engine, "orderflow_projection_parked_streams", p.Name()); n != 1 {
+		t.Fatalf("orderflow_projection_parked_streams = %v, want 1", n)
+	}
+}
+
+// gauge returns the value of the engine's metric name for projection, or
+// -1 when it has none.
+func gauge(t *testing.T, en *projector.Engine, name, projection string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(en.Collectors()...)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "projection" && l.GetValue() == projection {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return -1
 }
 
 // Two consumers handed the same events at once (a rebalance briefly gives a
@@ -562,6 +591,9 @@ func TestRebuildParksAnUndecodableEvent(t *testing.T) {
 			}
 			if len(status.Parked) != 1 || status.Parked[0].StreamID != bad.Stream() || status.Parked[0].Version != 2 {
 				t.Fatalf("parked after the rebuild = %+v, want %s at version 2", status.Parked, bad.Stream())
+			}
+			if n := gauge(t, engine, "orderflow_projection_parked_streams", p.Name()); n != 1 {
+				t.Fatalf("orderflow_projection_parked_streams after the rebuild = %v, want 1", n)
 			}
 			// Live, the parked stream's events are skipped.
 			events, err := f.store.ReadStream(context.Background(), bad.Stream(), 3, 0)
