@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,8 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/orderflow/orderflow/api"
+	"github.com/orderflow/orderflow/api/apitest"
 	"github.com/orderflow/orderflow/gateway"
 )
 
@@ -268,8 +271,36 @@ func (h *harness) send(tb testing.TB, req *http.Request) response {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	checkContract(tb, req, res.StatusCode, res.Header, b)
 	return response{status: res.StatusCode, header: res.Header, body: string(b)}
 }
+
+// gatewayStatuses are the answers the gateway gives itself, without an
+// upstream's say.
+var gatewayStatuses = []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusRequestEntityTooLarge,
+	http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}
+
+// checkContract holds the gateway's own answers (problems with one of
+// gatewayStatuses) on the API's documented operations to the OpenAPI
+// document, as the roles' tests do theirs. Answers the fake upstreams give
+// and paths the document does not have are not the contract's.
+func checkContract(tb testing.TB, req *http.Request, status int, header http.Header, body []byte) {
+	tb.Helper()
+	if !slices.Contains(gatewayStatuses, status) || !strings.HasPrefix(header.Get("Content-Type"), "application/problem+json") ||
+		!contract.Documents(req.Method, req.URL.RequestURI()) {
+		return
+	}
+	contract.CheckResponse(tb, req.Method, req.URL.RequestURI(), status, header, body)
+}
+
+// contract is the OpenAPI document's validator, loaded once.
+var contract = func() *apitest.Validator {
+	v, err := apitest.NewValidator(api.OpenAPI())
+	if err != nil {
+		panic(err)
+	}
+	return v
+}()
 
 // MustToken mints a valid token for subject with role.
 func MustToken(tb testing.TB, subject, role string) string {

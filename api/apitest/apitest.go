@@ -152,6 +152,13 @@ func (v *Validator) Operations() []Operation {
 	return ops
 }
 
+// Documents reports whether method and path (which may carry a query
+// string) match an operation of the document.
+func (v *Validator) Documents(method, path string) bool {
+	_, err := v.find(method, path)
+	return err == nil
+}
+
 // CheckResponse fails tb (with Errorf) unless the response is one the
 // document allows: method and path match an operation, status is documented
 // for it (or covered by "NXX" or "default"), every required response header
