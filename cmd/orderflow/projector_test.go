@@ -309,3 +309,78 @@ func TestProjectionLagOnMetrics(t *testing.T) {
 		return true
 	})
 }
+
+// The projections CLI while the API serves: status lists every projection;
+// rebuild --all rebuilds each one, its progress bar ending at 100% and
+// done, while orders keep coming, and every order still reaches the view; a
+// name it does not know is refused with the names it knows.
+func TestProjectionsCLI(t *testing.T) {
+	// Not parallel: each of these runs whole orderflow processes; on 2 cores
+	// they would starve each other and measure the machine, not the code.
+	env, pool := fullEnv(t)
+	p := MustStart(t, env)
+	const first = 10
+	for i := range first {
+		postOrder(t, p.base, fmt.Sprintf("cli-%d", i%2))
+	}
+	cli := func(args ...string) (string, error) {
+		cmd := exec.Command(os.Args[0], append([]string{"projections"}, args...)...)
+		cmd.Env = append(os.Environ(), "ORDERFLOW_TEST_RUN_MAIN=1", "DATABASE_URL="+env["DATABASE_URL"])
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := cli("status")
+	if err != nil || !strings.Contains(out, "PROJECTION") {
+		t.Fatalf("projections status: %v\n%s", err, out)
+	}
+	for _, pr := range projector.All() {
+		if !strings.Contains(out, pr.Name()) {
+			t.Errorf("projections status does not list %s:\n%s", pr.Name(), out)
+		}
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	posted := make(chan int, 1)
+	go func() { // orders keep coming during the rebuilds
+		n := 0
+		for ctx.Err() == nil {
+			res, err := http.Post(p.base+"/v1/orders", "application/json",
+				strings.NewReader(`{"customer_id":"cli-live","lines":[{"sku":"SKU-3","quantity":1,"unit_price_cents":10}]}`))
+			if err == nil {
+				if res.StatusCode == http.StatusCreated {
+					n++
+				}
+				res.Body.Close()
+			}
+		}
+		posted <- n
+	}()
+	out, err = cli("rebuild", "--all")
+	stop()
+	live := <-posted
+	if err != nil {
+		t.Fatalf("projections rebuild --all: %v\n%s", err, out)
+	}
+	for _, pr := range projector.All() {
+		done := false
+		for _, line := range strings.Split(strings.ReplaceAll(out, "\r", "\n"), "\n") {
+			if strings.HasPrefix(line, pr.Name()+" ") && strings.Contains(line, "100%") && strings.Contains(line, "ETA done") {
+				done = true
+			}
+		}
+		if !done {
+			t.Errorf("no finished progress bar for %s:\n%s", pr.Name(), out)
+		}
+	}
+	waitUntil(t, 2*time.Minute, "every order in the rebuilt view", func() bool {
+		var n int
+		_ = pool.QueryRow(context.Background(), "select count(*) from order_details").Scan(&n)
+		return n == first+live
+	})
+
+	out, err = cli("rebuild", "nosuch")
+	if err == nil || !strings.Contains(out, `unknown projection "nosuch"`) || !strings.Contains(out, "order_details") {
+		t.Fatalf("rebuild of an unknown projection: %v\n%s", err, out)
+	}
+	t.Logf("rebuilt every projection while %d orders came in", live)
+}
