@@ -382,6 +382,11 @@ func openAppend(t *testing.T, pool *pgxpool.Pool, stream string, exp int64, n in
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A test that fails while the transaction is open must still end it:
+	// the pool's Close, a cleanup registered before this one, waits for
+	// its connection, and would hang the run instead of reporting the
+	// failure. After a commit or rollback this does nothing.
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
 	events := make([]map[string]any, n)
 	for i := range events {
 		events[i] = map[string]any{"id": fmt.Sprintf("00000000-0000-7000-8000-%012d", i+1), "type": "Slow", "sv": 1, "data": map[string]int{"n": i}}
