@@ -462,7 +462,7 @@ func (en *Engine) swap(ctx context.Context, p Projection, log Log, pos eventstor
 func (en *Engine) applyBeyond(ctx context.Context, tx pgx.Tx, p Projection, ps *poison, pos eventstore.Position) error {
 	rows, err := tx.Query(ctx, `select stream_id, min(version), max(version) from events
 		where (tx_id, seq) > ($1, $2) and stream_id like any($3::text[]) group by stream_id`,
-		pos.TxID, pos.Seq, likePrefixes(p.Prefixes()))
+		pos.TxID, pos.Seq, LikePatterns(p))
 	if err != nil {
 		return err
 	}

@@ -64,7 +64,7 @@ func (en *Engine) Status(ctx context.Context, p Projection) (Status, error) {
 		select count(distinct stream_id) filter (where applied), count(*) filter (where not applied),
 		       coalesce(extract(epoch from now() - min(recorded_at) filter (where not applied)), 0)::float8
 		from e`,
-		p.Name(), likePrefixes(p.Prefixes())).Scan(&st.Streams, &st.LagEvents, &st.LagSeconds); err != nil {
+		p.Name(), LikePatterns(p)).Scan(&st.Streams, &st.LagEvents, &st.LagSeconds); err != nil {
 		return st, fmt.Errorf("status of %s: %w", p.Name(), err)
 	}
 	rows, err := en.pool.Query(ctx, `select stream_id, version, error, parked_at from projection_parked where projection = $1 order by parked_at`, p.Name())
@@ -93,17 +93,14 @@ func (en *Engine) Status(ctx context.Context, p Projection) (Status, error) {
 	return st, rows.Err()
 }
 
-// likePrefixes returns a LIKE pattern per prefix that matches the strings
-// starting with it, taking its own '%', '_' and '\' literally.
-// LikePatterns returns the LIKE patterns (wildcards in the prefixes
-// escaped) that match the stream ids p folds.
-func LikePatterns(p Projection) []string { return likePrefixes(p.Prefixes()) }
-
-func likePrefixes(prefixes []string) []string {
+// LikePatterns returns a LIKE pattern per prefix of p that matches the
+// stream ids starting with it, taking its own '%', '_' and '\' literally.
+func LikePatterns(p Projection) []string {
+	prefixes := p.Prefixes()
 	esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 	out := make([]string, len(prefixes))
-	for i, p := range prefixes {
-		out[i] = esc.Replace(p) + "%"
+	for i, pre := range prefixes {
+		out[i] = esc.Replace(pre) + "%"
 	}
 	return out
 }

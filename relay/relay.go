@@ -403,27 +403,62 @@ const BacklogCap = 10_000_000
 // age in seconds of the oldest of them (0 when there is none). It reads an
 // index range as long as the backlog, not the log.
 func Backlog(ctx context.Context, pool *pgxpool.Pool, name string, streams ...string) (events int64, seconds float64, err error) {
-	var patterns []string // nil: every stream
-	if len(streams) > 0 {
-		patterns = streams
+	if len(streams) == 0 {
+		streams = []string{"%"}
 	}
-	err = pool.QueryRow(ctx, `
+	b, err := Backlogs(ctx, pool, name, [][]string{streams})
+	if err != nil {
+		return 0, 0, err
+	}
+	return b[0].Events, b[0].Seconds, nil
+}
+
+// StreamBacklog is Backlog's answer for one group of stream patterns.
+type StreamBacklog struct {
+	Events  int64
+	Seconds float64
+}
+
+// Backlogs is Backlog for several groups of LIKE patterns at once, in one
+// read of the backlog: one answer per group, in their order.
+func Backlogs(ctx context.Context, pool *pgxpool.Pool, name string, groups [][]string) ([]StreamBacklog, error) {
+	var (
+		index    []int
+		patterns []string
+	)
+	for i, g := range groups {
+		for _, p := range g {
+			index, patterns = append(index, i), append(patterns, p)
+		}
+	}
+	out := make([]StreamBacklog, len(groups))
+	rows, err := pool.Query(ctx, `
 		with cp as (
 			select coalesce((select tx_id from relay_checkpoints where name = $1), 0) as tx_id,
 			       coalesce((select seq from relay_checkpoints where name = $1), 0) as seq
-		), pending as (
+		), pending as materialized (
 			select e.stream_id, e.recorded_at from events e, cp
 			where (e.tx_id, e.seq) > (cp.tx_id, cp.seq)
 			order by e.tx_id, e.seq
 			limit $2
-		)
-		select count(*), coalesce(extract(epoch from now() - min(recorded_at)), 0)::float8 from pending
-		where $3::text[] is null or stream_id like any($3)`,
-		name, BacklogCap, patterns).Scan(&events, &seconds)
-	if err != nil {
-		return 0, 0, fmt.Errorf("relay %s: backlog: %w", name, err)
+		), g as (select * from unnest($3::int[], $4::text[]) as g(i, pattern))
+		select gi.i, count(p.recorded_at), coalesce(extract(epoch from now() - min(p.recorded_at)), 0)::float8
+		from (select distinct i from g) gi
+		left join pending p on exists (select 1 from g where g.i = gi.i and p.stream_id like g.pattern)
+		group by gi.i`,
+		name, BacklogCap, index, patterns)
+	if err == nil {
+		var r StreamBacklog
+		var i int
+		_, err = pgx.ForEachRow(rows, []any{&i, &r.Events, &r.Seconds}, func() error {
+			out[i] = r
+			return nil
+		})
 	}
-	return events, seconds, nil
+	if err != nil {
+		return nil, fmt.Errorf("relay %s: backlog: %w", name, err)
+	}
+	return out, nil
 }
 
 func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {

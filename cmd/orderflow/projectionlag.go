@@ -48,8 +48,20 @@ func (c projectionLag) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	now := time.Now()
+	var streams [][]string
 	for _, p := range projector.All() {
-		events, age, err := relay.Backlog(ctx, c.pool, relay.DefaultName, projector.LikePatterns(p)...)
+		streams = append(streams, projector.LikePatterns(p))
+	}
+	backlogs, backlogErr := relay.Backlogs(ctx, c.pool, relay.DefaultName, streams) // one read of the backlog for all
+	for i, p := range projector.All() {
+		var (
+			events int64
+			age    float64
+			err    = backlogErr
+		)
+		if err == nil {
+			events, age = backlogs[i].Events, backlogs[i].Seconds
+		}
 		for _, s := range projector.Subscriptions(p, c.prefix) {
 			lag, lagErr := kafkapubsub.ConsumerLag(ctx, c.brokers, s.ConsumerGroup, s.Topic)
 			err = errors.Join(err, lagErr)
