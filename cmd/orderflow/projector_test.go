@@ -225,9 +225,7 @@ func TestRebuildDuringLiveWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "projections", "rebuild", "order_details")
-	cmd.Env = append(os.Environ(), "ORDERFLOW_TEST_RUN_MAIN=1", "DATABASE_URL="+env["DATABASE_URL"])
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := projectionsCLI(env, "rebuild", "order_details"); err != nil {
 		t.Fatalf("orderflow projections rebuild: %v\n%s", err, out)
 	}
 	fresh, err := projector.OrderDetails{}.Snapshot(context.Background(), pool, projector.Live)
@@ -323,12 +321,7 @@ func TestProjectionsCLI(t *testing.T) {
 	for i := range first {
 		postOrder(t, p.base, fmt.Sprintf("cli-%d", i%2))
 	}
-	cli := func(args ...string) (string, error) {
-		cmd := exec.Command(os.Args[0], append([]string{"projections"}, args...)...)
-		cmd.Env = append(os.Environ(), "ORDERFLOW_TEST_RUN_MAIN=1", "DATABASE_URL="+env["DATABASE_URL"])
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
+	cli := func(args ...string) (string, error) { return projectionsCLI(env, args...) }
 	out, err := cli("status")
 	if err != nil || !strings.Contains(out, "PROJECTION") {
 		t.Fatalf("projections status: %v\n%s", err, out)
@@ -383,4 +376,13 @@ func TestProjectionsCLI(t *testing.T) {
 		t.Fatalf("rebuild of an unknown projection: %v\n%s", err, out)
 	}
 	t.Logf("rebuilt every projection while %d orders came in", live)
+}
+
+// projectionsCLI runs `orderflow projections args...` on env's database and
+// returns what it printed.
+func projectionsCLI(env map[string]string, args ...string) (string, error) {
+	cmd := exec.Command(os.Args[0], append([]string{"projections"}, args...)...)
+	cmd.Env = append(os.Environ(), "ORDERFLOW_TEST_RUN_MAIN=1", "DATABASE_URL="+env["DATABASE_URL"])
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
