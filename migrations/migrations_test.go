@@ -187,3 +187,68 @@ func TestOrdersByCustomerOrderIndex(t *testing.T) {
 	}
 	indexed(1)
 }
+
+// 014 records a deadline in the transaction that appends its OrderPlaced
+// (and for an order placed before it, when it is applied); an OrderPlaced
+// without a deadline, or another event, records none; going down stops it.
+func TestDeadlinesRecordedAtPlacement(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbtest.MustURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	m := mustMigrator(t, conn)
+	place := func(order, data string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, `insert into events (event_id, stream_id, version, type, schema_version, data)
+			values (gen_random_uuid(), 'order-' || $1, 1, 'OrderPlaced', 1, $2::jsonb)`, order, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	placed := func(order string) string {
+		return `{"order_id":"` + order + `","customer_id":"c","lines":[],"total_cents":0,"placed_at":"2026-11-26T10:00:00Z","deadline_at":"2026-11-26T10:00:30Z"}`
+	}
+	deadlines := func(want ...string) {
+		t.Helper()
+		var got []string
+		rows, err := conn.Query(ctx, `select order_id::text || '@' || to_char(due_at at time zone 'UTC', 'HH24:MI:SS') from saga_deadlines order by 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Fatalf("deadlines %v, want %v", got, want)
+		}
+	}
+	const a, b, c, d = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b",
+		"00000000-0000-4000-8000-00000000000c", "00000000-0000-4000-8000-00000000000d"
+	if err := m.MigrateTo(ctx, 13); err != nil {
+		t.Fatal(err)
+	}
+	place(a, placed(a)) // placed before 014, its OrderPlaced not consumed yet
+	deadlines()
+	if err := m.MigrateTo(ctx, 14); err != nil {
+		t.Fatal(err)
+	}
+	deadlines(a + "@10:00:30")
+	place(b, placed(b))
+	place(c, `{"order_id":"`+c+`","customer_id":"c","lines":[],"total_cents":0,"placed_at":"2026-11-26T10:00:00Z"}`)
+	if _, err := conn.Exec(ctx, `insert into events (event_id, stream_id, version, type, schema_version, data)
+		values (gen_random_uuid(), 'order-' || $1, 2, 'OrderConfirmed', 1, $2::jsonb)`, b, placed(d)); err != nil {
+		t.Fatal(err)
+	}
+	deadlines(a+"@10:00:30", b+"@10:00:30")
+	if err := m.MigrateTo(ctx, 13); err != nil {
+		t.Fatalf("down to 13: %v", err)
+	}
+	place(d, placed(d))
+	deadlines(a+"@10:00:30", b+"@10:00:30")
+	if err := m.Migrate(ctx); err != nil {
+		t.Fatalf("up again: %v", err)
+	}
+	deadlines(a+"@10:00:30", b+"@10:00:30", d+"@10:00:30")
+}

@@ -1,7 +1,6 @@
 package saga
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -13,40 +12,6 @@ import (
 	"github.com/orderflow/orderflow/command"
 	"github.com/orderflow/orderflow/eventstore"
 )
-
-// deadline is an order's deadline waiting to be recorded.
-type deadline struct {
-	id  orderflow.OrderID
-	due time.Time
-}
-
-// recordDeadline persists an order's deadline; recording it again changes
-// nothing. Deadlines recorded concurrently share one insert and one commit.
-func (p *Participants) recordDeadline(ctx context.Context, id orderflow.OrderID, due time.Time) error {
-	err, cerr := p.deadlines.Do(ctx, deadline{id: id, due: due})
-	if err = cmp.Or(cerr, err); err != nil {
-		return fmt.Errorf("record deadline of %s: %w", id, err)
-	}
-	return nil
-}
-
-// recordDeadlines inserts a batch of deadlines in one statement.
-func (p *Participants) recordDeadlines(items []deadline) []error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ids := make([]uuid.UUID, len(items))
-	due := make([]time.Time, len(items))
-	for i, d := range items {
-		ids[i], due[i] = uuid.UUID(d.id), d.due
-	}
-	_, err := p.pool.Exec(ctx, `insert into saga_deadlines (order_id, due_at)
-		select * from unnest($1::uuid[], $2::timestamptz[]) on conflict (order_id) do nothing`, ids, due)
-	out := make([]error, len(items))
-	for i := range out {
-		out[i] = err
-	}
-	return out
-}
 
 // DeadlineLease is how long a claimed deadline belongs to the scheduler that
 // claimed it; one still unfired after that (its scheduler died) is claimed

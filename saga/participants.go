@@ -65,8 +65,7 @@ type Participants struct {
 	reservers map[string]*batch.Batcher[toReserve, error]
 	// settlers batch the commits and releases of orders naming the same
 	// SKUs, the same way.
-	settlers  map[string]*batch.Batcher[toSettle, error]
-	deadlines *batch.Batcher[deadline, error]
+	settlers map[string]*batch.Batcher[toSettle, error]
 }
 
 // toReserve is an OrderPlaced waiting to be reserved.
@@ -94,7 +93,6 @@ func New(store EventStore, provider Provider, pool *pgxpool.Pool, now func() tim
 	p := &Participants{store: store, provider: provider, pool: pool, now: now, logger: logger,
 		stocks: map[orderflow.SKU]Stock{}, skuLocks: map[orderflow.SKU]*sync.Mutex{},
 		reservers: map[string]*batch.Batcher[toReserve, error]{}, settlers: map[string]*batch.Batcher[toSettle, error]{}}
-	p.deadlines = batch.New(1024, p.recordDeadlines)
 	return p, nil
 }
 
@@ -118,8 +116,6 @@ func (p *Participants) Reactions() []Reaction {
 			Types: []string{orderflow.EventOrderCancelled}},
 		{Name: "payment-on-payment", Context: relay.ContextPayment, Handle: p.paymentOnPayment,
 			Types: []string{orderflow.EventPaymentCaptured}},
-		{Name: "order-on-order", Context: relay.ContextOrder, Handle: p.orderOnOrder,
-			Types: []string{orderflow.EventOrderPlaced}},
 		{Name: "order-on-inventory", Context: relay.ContextInventory, Handle: p.orderOnInventory,
 			Types: []string{orderflow.EventInventoryRejected}},
 		{Name: "order-on-payment", Context: relay.ContextPayment, Handle: p.orderOnPayment,
@@ -577,19 +573,6 @@ func (p *Participants) paymentOnPayment(ctx context.Context, e eventstore.Event)
 		return p.refund(ctx, e, ev.OrderID)
 	}
 	return nil
-}
-
-// orderOnOrder records a placed order's deadline.
-func (p *Participants) orderOnOrder(ctx context.Context, e eventstore.Event) error {
-	payload, err := decode(e)
-	if err != nil {
-		return err
-	}
-	ev, ok := payload.(orderflow.OrderPlaced)
-	if !ok || ev.DeadlineAt.IsZero() {
-		return nil
-	}
-	return p.recordDeadline(ctx, ev.OrderID, ev.DeadlineAt)
 }
 
 // orderOnInventory rejects an order the inventory could not serve.

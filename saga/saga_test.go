@@ -304,10 +304,7 @@ func TestLateEventsAfterACancellationKeepNoMoney(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			id, err := orderflow.ParseOrderID("id", strings.TrimPrefix(acc.StreamID, orderflow.OrderStreamPrefix))
-			if err != nil {
-				t.Fatal(err)
-			}
+			id := orderOf(t, acc)
 			if w.deliverLate(t, id.Stream(), orderflow.EventOrderPlaced) != 1 { // inventory reserves
 				t.Fatal("no OrderPlaced")
 			}
