@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -15,16 +16,19 @@ import (
 )
 
 // Admin serves projection status and rebuilds over HTTP:
-// GET /admin/projections and POST /admin/projections/{name}/rebuild.
+// GET /admin/projections, POST /admin/projections/{name}/rebuild and
+// POST /admin/projections/rebuild (every projection, one after another, as
+// `orderflow projections rebuild --all` does).
 type Admin struct {
 	engine *Engine
 	log    Log
 	logger *slog.Logger
+	now    func() time.Time
 	quit   chan struct{} // closed by Close: rebuilds outlive requests, not the process
 
-	mu      sync.Mutex
-	running map[string]*Progress
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	rebuilds map[string]*RebuildRun // by projection: the last rebuild started here
+	wg       sync.WaitGroup
 }
 
 // NewAdmin returns the admin API.
@@ -32,7 +36,7 @@ func NewAdmin(engine *Engine, log Log, logger *slog.Logger) (*Admin, error) {
 	if engine == nil || log == nil || logger == nil {
 		return nil, errors.New("projector: NewAdmin: nil dependency")
 	}
-	return &Admin{engine: engine, log: log, logger: logger, quit: make(chan struct{}), running: map[string]*Progress{}}, nil
+	return &Admin{engine: engine, log: log, logger: logger, now: time.Now, quit: make(chan struct{}), rebuilds: map[string]*RebuildRun{}}, nil
 }
 
 // Close interrupts rebuilds started over HTTP and waits for them to stop;
@@ -45,13 +49,41 @@ func (a *Admin) Close() {
 // Mount adds the admin routes to r.
 func (a *Admin) Mount(r chi.Router) {
 	r.Get("/admin/projections", a.status)
-	r.Post("/admin/projections/{name}/rebuild", a.rebuild)
+	r.Post("/admin/projections/rebuild", a.rebuildAll)
+	r.Post("/admin/projections/{name}/rebuild", a.rebuildOne)
+}
+
+// The states of a rebuild started over HTTP.
+const (
+	RebuildQueued  = "queued"  // waiting for the rebuilds started with it before it
+	RebuildRunning = "running" // reading the log, or catching up and swapping
+	RebuildDone    = "done"    // swapped in
+	RebuildFailed  = "failed"  // stopped with Error; started again, it resumes
+)
+
+// RebuildRun is the last rebuild of a projection started over HTTP in
+// this process, as GET /admin/projections shows it (Status.Rebuild is the
+// rebuild unfinished in the database, whoever started it).
+type RebuildRun struct {
+	State   string `json:"state"`
+	Read    int64  `json:"read"`    // events of the log read so far
+	Total   int64  `json:"total"`   // events to read in all
+	Resumed int64  `json:"resumed"` // of Read, those an earlier, interrupted run had read
+	// EventsPerSecond is this run's rate so far; ETASeconds the time the
+	// rest takes at that rate, null while it is not known.
+	EventsPerSecond float64    `json:"events_per_second"`
+	ETASeconds      *float64   `json:"eta_seconds"`
+	StartedAt       *time.Time `json:"started_at"`
+	FinishedAt      *time.Time `json:"finished_at"`
+	Error           string     `json:"error,omitempty"`
+
+	progress Progress
 }
 
 // ProjectionStatus is one projection in the admin status response.
 type ProjectionStatus struct {
 	Status
-	Rebuilding *Progress `json:"rebuilding,omitempty"`
+	Run *RebuildRun `json:"rebuild_run,omitempty"`
 }
 
 func (a *Admin) status(w http.ResponseWriter, r *http.Request) {
@@ -62,11 +94,19 @@ func (a *Admin) status(w http.ResponseWriter, r *http.Request) {
 			httpapi.Error(w, r, a.logger, err)
 			return
 		}
-		a.mu.Lock()
 		ps := ProjectionStatus{Status: st}
-		if pr := a.running[p.Name()]; pr != nil {
-			cp := *pr
-			ps.Rebuilding = &cp
+		a.mu.Lock()
+		if rs := a.rebuilds[p.Name()]; rs != nil {
+			view := *rs
+			if view.State == RebuildRunning {
+				now := a.now()
+				view.EventsPerSecond = rs.progress.Rate(now)
+				if eta, ok := rs.progress.ETA(now); ok {
+					secs := eta.Seconds()
+					view.ETASeconds = &secs
+				}
+			}
+			ps.Run = &view
 		}
 		a.mu.Unlock()
 		out = append(out, ps)
@@ -74,20 +114,38 @@ func (a *Admin) status(w http.ResponseWriter, r *http.Request) {
 	httpapi.JSON(w, http.StatusOK, map[string]any{"projections": out})
 }
 
-func (a *Admin) rebuild(w http.ResponseWriter, r *http.Request) {
+func (a *Admin) rebuildOne(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "name")
 	p, ok := ByName(name)
 	if !ok {
 		httpapi.Error(w, r, a.logger, fmt.Errorf("projection %q: %w", name, orderflow.ErrNotFound))
 		return
 	}
+	a.start(w, r, []Projection{p})
+}
+
+func (a *Admin) rebuildAll(w http.ResponseWriter, r *http.Request) {
+	a.start(w, r, All())
+}
+
+// start queues the rebuilds of ps, to run one after another in the
+// background, and answers 202; or 409, starting none, when one of them is
+// queued or running here already. One running in another process is
+// refused when its turn comes (ErrRebuildRunning), and shows as failed.
+func (a *Admin) start(w http.ResponseWriter, r *http.Request, ps []Projection) {
+	names := make([]string, len(ps))
 	a.mu.Lock()
-	if a.running[name] != nil {
-		a.mu.Unlock()
-		httpapi.Error(w, r, a.logger, fmt.Errorf("a rebuild of %s is already running: %w", name, orderflow.ErrConflict))
-		return
+	for i, p := range ps {
+		names[i] = p.Name()
+		if rs := a.rebuilds[p.Name()]; rs != nil && (rs.State == RebuildQueued || rs.State == RebuildRunning) {
+			a.mu.Unlock()
+			httpapi.Error(w, r, a.logger, fmt.Errorf("a rebuild of %s is already %s: %w", p.Name(), rs.State, orderflow.ErrConflict))
+			return
+		}
 	}
-	a.running[name] = &Progress{Projection: name}
+	for _, p := range ps {
+		a.rebuilds[p.Name()] = &RebuildRun{State: RebuildQueued}
+	}
 	a.mu.Unlock()
 	a.wg.Go(func() {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -101,19 +159,43 @@ func (a *Admin) rebuild(w http.ResponseWriter, r *http.Request) {
 			case <-stop:
 			}
 		}()
-		err := a.engine.Rebuild(ctx, p, a.log, func(pr Progress) {
+		for _, p := range ps {
+			a.run(ctx, p)
+		}
+	})
+	httpapi.JSON(w, http.StatusAccepted, map[string]any{"projections": names, "status": "rebuilding", "watch": "/admin/projections"})
+}
+
+// run rebuilds p, keeping its RebuildRun up to date.
+func (a *Admin) run(ctx context.Context, p Projection) {
+	name := p.Name()
+	started := a.now()
+	a.mu.Lock()
+	*a.rebuilds[name] = RebuildRun{State: RebuildRunning, StartedAt: &started, progress: Progress{Projection: name, Started: started}}
+	a.mu.Unlock()
+	err := ctx.Err() // interrupted before its turn: it fails as interrupted
+	if err == nil {
+		err = a.engine.Rebuild(ctx, p, a.log, func(pr Progress) {
 			a.mu.Lock()
-			*a.running[name] = pr
+			rs := a.rebuilds[name]
+			rs.Read, rs.Total, rs.Resumed, rs.progress = pr.Read, pr.Total, pr.Resumed, pr
+			if !pr.Started.IsZero() {
+				rs.StartedAt = &pr.Started
+			}
 			a.mu.Unlock()
 		})
-		a.mu.Lock()
-		delete(a.running, name)
-		a.mu.Unlock()
-		if err != nil {
-			a.logger.Error("rebuild failed", "projection", name, "err", err)
-			return
-		}
-		a.logger.Info("rebuild finished", "projection", name)
-	})
-	httpapi.JSON(w, http.StatusAccepted, map[string]string{"projection": name, "status": "rebuilding", "watch": "/admin/projections"})
+	}
+	finished := a.now()
+	a.mu.Lock()
+	rs := a.rebuilds[name]
+	rs.FinishedAt, rs.State = &finished, RebuildDone
+	if err != nil {
+		rs.State, rs.Error = RebuildFailed, err.Error()
+	}
+	a.mu.Unlock()
+	if err != nil {
+		a.logger.Error("rebuild failed", "projection", name, "err", err)
+		return
+	}
+	a.logger.Info("rebuild finished", "projection", name)
 }

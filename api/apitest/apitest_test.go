@@ -510,6 +510,7 @@ func TestOperations(t *testing.T) {
 	t.Parallel()
 	want := []apitest.Operation{
 		{Method: "GET", Path: "/admin/projections"},
+		{Method: "POST", Path: "/admin/projections/rebuild"},
 		{Method: "POST", Path: "/admin/projections/{name}/rebuild"},
 		{Method: "GET", Path: "/healthz"},
 		{Method: "GET", Path: "/metrics"},
