@@ -137,6 +137,7 @@ func NewRouter(config RouterConfig, publisher message.Publisher, logger watermil
 		return nil, fmt.Errorf("kafkapubsub: poison queue: %w", err)
 	}
 	router.AddMiddleware(
+		growStack,
 		middleware.CorrelationID,
 		poisonQueue,
 		middleware.Retry{

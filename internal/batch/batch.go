@@ -8,6 +8,8 @@ package batch
 import (
 	"context"
 	"sync"
+
+	"github.com/orderflow/orderflow/internal/stack"
 )
 
 // Batcher gathers items for run, which gets at most max of them at a time
@@ -54,6 +56,7 @@ func (b *Batcher[T, R]) Do(ctx context.Context, item T) (R, error) {
 
 // loop runs batches until no call waits.
 func (b *Batcher[T, R]) loop() {
+	stack.Reserve() // run's work outgrows a new goroutine's stack
 	for {
 		b.mu.Lock()
 		n := min(len(b.pending), b.max)
