@@ -137,7 +137,6 @@ func NewRouter(config RouterConfig, publisher message.Publisher, logger watermil
 		return nil, fmt.Errorf("kafkapubsub: poison queue: %w", err)
 	}
 	router.AddMiddleware(
-		growStack,
 		middleware.CorrelationID,
 		poisonQueue,
 		middleware.Retry{

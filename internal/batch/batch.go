@@ -8,8 +8,6 @@ package batch
 import (
 	"context"
 	"sync"
-
-	"github.com/orderflow/orderflow/internal/stack"
 )
 
 // Batcher gathers items for run, which gets at most max of them at a time
@@ -56,7 +54,6 @@ func (b *Batcher[T, R]) Do(ctx context.Context, item T) (R, error) {
 
 // loop runs batches until no call waits.
 func (b *Batcher[T, R]) loop() {
-	stack.Reserve() // run's work outgrows a new goroutine's stack
 	for {
 		b.mu.Lock()
 		n := min(len(b.pending), b.max)
