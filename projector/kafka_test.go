@@ -16,6 +16,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/orderflow/orderflow"
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/internal/kafkatest"
 	"github.com/orderflow/orderflow/kafkapubsub"
@@ -261,5 +262,94 @@ func TestLiveThroughKafkaEqualsRebuildEqualsFold(t *testing.T) {
 		len(all), dup+dup2, drop+drop2, rig.lost.Load(), rewound)
 	if dup+dup2 == 0 || drop+drop2 == 0 || rig.lost.Load() == 0 || rewound == 0 {
 		t.Fatal("the run duplicated, dropped, lost or rewound nothing: it proves less than it says")
+	}
+}
+
+// Through the real broker and consumer groups: an event this build cannot
+// decode parks its stream in every projection that follows it, while the
+// events of every other stream (behind it in the same partition too) are
+// applied and every group commits the end of its topic; a message that is
+// not an orderflow event at all goes to the dead-letter topic instead of
+// holding its partition.
+func TestPoisonThroughKafkaParksItsStreamOnly(t *testing.T) {
+	t.Parallel()
+	f := MustFixture(t)
+	rig := newKafkaRig(t, f)
+	at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	bad := orderflow.NewOrderID()
+	place := func(id orderflow.OrderID) {
+		f.appendEvent(t, id.Stream(), orderflow.OrderPlaced{OrderID: id, CustomerID: "c", Lines: []orderflow.OrderLine{{SKU: "A", Quantity: 1, UnitPriceCents: 5}}, TotalCents: 5, PlacedAt: at})
+	}
+	place(bad)
+	if _, err := f.store.Append(context.Background(), eventstore.Append{Streams: []eventstore.StreamAppend{{
+		StreamID: bad.Stream(), Expected: eventstore.Any,
+		Events: []eventstore.EventData{{Type: orderflow.EventOrderCancelled, SchemaVersion: 1, Data: []byte(`{"order_id":42}`)}},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	var good []orderflow.OrderID
+	for range 20 {
+		id := orderflow.NewOrderID()
+		place(id)
+		f.appendEvent(t, id.Stream(), orderflow.OrderCancelled{OrderID: id, Reason: "r", CancelledAt: at})
+		good = append(good, id)
+	}
+	log := f.readLog(t)
+	msgs := make([]kafka.Message, 0, len(log)+1)
+	for _, e := range log {
+		msgs = append(msgs, relay.Message(e, "test", rig.prefix))
+	}
+	junk := kafka.Message{Topic: relay.Topic(rig.prefix, relay.ContextOrder), Key: []byte("junk"), Value: []byte("not an event")}
+	msgs = append(msgs, junk)
+	w := relay.NewWriter(rig.brokers, len(msgs))
+	defer w.Close()
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	dead := kafkatest.MustCollect(t, rig.brokers, rig.prefix+".deadletter")
+	rig.consume() // returns once every group committed the end of its topic
+
+	ctx := context.Background()
+	for _, p := range projector.All() {
+		st, err := f.engine.Status(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var parked []string
+		for _, k := range st.Parked {
+			parked = append(parked, k.StreamID)
+		}
+		want := []string{}
+		if projector.Wants(p, bad.Stream()) {
+			want = []string{bad.Stream()}
+		}
+		if !slices.Equal(parked, want) {
+			t.Fatalf("%s parked %v, want %v", p.Name(), parked, want)
+		}
+	}
+	for _, id := range good {
+		v, err := projector.LoadOrder(ctx, f.pool, projector.Live, id)
+		if err != nil || v == nil || v.Status != projector.StatusCancelled {
+			t.Fatalf("order %s = %+v, %v; want cancelled", id, v, err)
+		}
+	}
+	if v, err := projector.LoadOrder(ctx, f.pool, projector.Live, bad); err != nil || v == nil || v.Status != projector.StatusPending {
+		t.Fatalf("the parked order = %+v, %v; want pending, as before its bad event", v, err)
+	}
+	// One dead letter per handler of the order topic.
+	handlers := 0
+	for _, s := range rig.subs {
+		if s.s.Topic == junk.Topic {
+			handlers++
+		}
+	}
+	got := dead.WaitFor(t, time.Minute, func(ms []kafka.Message) bool { return len(ms) >= handlers })
+	for _, m := range got {
+		if string(m.Value) != "not an event" {
+			t.Fatalf("dead letter %q, want the junk message", m.Value)
+		}
+	}
+	if len(got) != handlers {
+		t.Fatalf("%d dead letters, want %d (one per handler of the order topic)", len(got), handlers)
 	}
 }
