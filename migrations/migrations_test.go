@@ -70,6 +70,19 @@ func TestReplayedPositionDownDerivesCheckpoints(t *testing.T) {
 
 // mustMigrator returns a migrator over conn with orderflow's migrations
 // loaded, to move the schema to a given version.
+// mustConnect connects to a database of its own (migrated to the latest
+// version), closed when t ends, and returns a migrator over it.
+func mustConnect(t *testing.T) (*pgx.Conn, *migrate.Migrator) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbtest.MustURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	return conn, mustMigrator(t, conn)
+}
+
 func mustMigrator(t *testing.T, conn *pgx.Conn) *migrate.Migrator {
 	t.Helper()
 	m, err := migrate.NewMigrator(context.Background(), conn, "orderflow_schema_version")
@@ -136,12 +149,7 @@ func TestLogBoundDownRestoresTheHorizon(t *testing.T) {
 func TestOrdersByCustomerOrderIndex(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dbtest.MustURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	m := mustMigrator(t, conn)
+	conn, m := mustConnect(t)
 	exec := func(sql string) {
 		t.Helper()
 		if _, err := conn.Exec(ctx, sql); err != nil {
@@ -194,12 +202,7 @@ func TestOrdersByCustomerOrderIndex(t *testing.T) {
 func TestDeadlinesRecordedAtPlacement(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dbtest.MustURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	m := mustMigrator(t, conn)
+	conn, m := mustConnect(t)
 	place := func(order, data string) {
 		t.Helper()
 		if _, err := conn.Exec(ctx, `insert into events (event_id, stream_id, version, type, schema_version, data)

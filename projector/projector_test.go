@@ -51,6 +51,18 @@ func (f fixture) appendEvent(t *testing.T, stream string, e orderflow.Event) {
 	f.appendEventWith(t, stream, e, eventstore.Metadata{})
 }
 
+// appendUndecodable appends to stream an OrderCancelled whose payload this
+// build cannot decode.
+func (f fixture) appendUndecodable(t *testing.T, stream string) {
+	t.Helper()
+	if _, err := f.store.Append(context.Background(), eventstore.Append{Streams: []eventstore.StreamAppend{{
+		StreamID: stream, Expected: eventstore.Any,
+		Events: []eventstore.EventData{{Type: orderflow.EventOrderCancelled, SchemaVersion: 1, Data: []byte(`{"order_id":42}`)}},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (f fixture) appendEventWith(t *testing.T, stream string, e orderflow.Event, md eventstore.Metadata) {
 	t.Helper()
 	data, err := eventcodec.Encode(e)
@@ -558,12 +570,7 @@ func TestRebuildParksAnUndecodableEvent(t *testing.T) {
 			place(bad)
 			// A cancellation whose payload this build cannot read, then a
 			// readable one that must be skipped with its stream.
-			if _, err := f.store.Append(context.Background(), eventstore.Append{Streams: []eventstore.StreamAppend{{
-				StreamID: bad.Stream(), Expected: eventstore.Any,
-				Events: []eventstore.EventData{{Type: orderflow.EventOrderCancelled, SchemaVersion: 1, Data: []byte(`{"order_id":42}`)}},
-			}}}); err != nil {
-				t.Fatal(err)
-			}
+			f.appendUndecodable(t, bad.Stream())
 			f.appendEvent(t, bad.Stream(), orderflow.OrderCancelled{OrderID: bad, Reason: "r", CancelledAt: at})
 			for _, id := range good {
 				f.appendEvent(t, id.Stream(), orderflow.OrderCancelled{OrderID: id, Reason: "r", CancelledAt: at})
