@@ -452,13 +452,24 @@ func TestTailWaitsForOpenTransaction(t *testing.T) {
 			mustAppend(t, s, one("order-b", eventstore.NoStream, ev("B1", 1), ev("B2", 2)))
 			mustAppend(t, s, one("order-a", eventstore.Exactly(1), ev("A2", 2)))
 
-			// Nothing after the open transaction may be read while it is open.
-			all, err := s.ReadAll(ctx, eventstore.Position{}, 100)
-			if err != nil {
-				t.Fatal(err)
+			// Nothing after the open transaction may be read while it is
+			// open. A read may also stop short of order-a@1, legitimately: at
+			// a transaction (of any database: transaction ids are the
+			// cluster's) that ended between the read's snapshot and its look
+			// at the transactions, which the bound counts as it would a
+			// writer. Such a stop is brief, so read again.
+			var all []eventstore.Event
+			for try := 0; len(all) == 0 && try < 100; try++ {
+				var err error
+				if all, err = s.ReadAll(ctx, eventstore.Position{}, 100); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if len(all) != 1 {
-				t.Fatalf("ReadAll while a transaction is open returned %d events; want only order-a@1", len(all))
+			if len(all) != 1 || label(all[0]) != "order-a@1" {
+				var bound string
+				_ = pool.QueryRow(ctx, `select format('%s, writers %s', (select row(b.*)::text from orderflow_log_bound() b),
+					(select array_agg(backend_xid)::text from orderflow_event_writers))`).Scan(&bound)
+				t.Fatalf("ReadAll while a transaction is open returned %v; want only order-a@1 (bound now: %s)", labels(all), bound)
 			}
 			age, err := s.OldestTransactionAge(ctx)
 			if err != nil || age <= 0 {
