@@ -459,7 +459,7 @@ func TestTailWaitsForOpenTransaction(t *testing.T) {
 			// at the transactions, which the bound counts as it would a
 			// writer. Such a stop is brief, so read again.
 			var all []eventstore.Event
-			for try := 0; len(all) == 0 && try < 100; try++ {
+			for until := time.Now().Add(5 * time.Second); len(all) == 0 && time.Now().Before(until); time.Sleep(5 * time.Millisecond) {
 				var err error
 				if all, err = s.ReadAll(ctx, eventstore.Position{}, 100); err != nil {
 					t.Fatal(err)

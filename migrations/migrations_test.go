@@ -68,8 +68,6 @@ func TestReplayedPositionDownDerivesCheckpoints(t *testing.T) {
 	}
 }
 
-// mustMigrator returns a migrator over conn with orderflow's migrations
-// loaded, to move the schema to a given version.
 // mustConnect connects to a database of its own (migrated to the latest
 // version), closed when t ends, and returns a migrator over it.
 func mustConnect(t *testing.T) (*pgx.Conn, *migrate.Migrator) {
@@ -83,6 +81,8 @@ func mustConnect(t *testing.T) (*pgx.Conn, *migrate.Migrator) {
 	return conn, mustMigrator(t, conn)
 }
 
+// mustMigrator returns a migrator over conn with orderflow's migrations
+// loaded, to move the schema to a given version.
 func mustMigrator(t *testing.T, conn *pgx.Conn) *migrate.Migrator {
 	t.Helper()
 	m, err := migrate.NewMigrator(context.Background(), conn, "orderflow_schema_version")
@@ -242,6 +242,31 @@ func TestDeadlinesRecordedAtPlacement(t *testing.T) {
 	place(c, `{"order_id":"`+c+`","customer_id":"c","lines":[],"total_cents":0,"placed_at":"2026-11-26T10:00:00Z"}`)
 	if _, err := conn.Exec(ctx, `insert into events (event_id, stream_id, version, type, schema_version, data)
 		values (gen_random_uuid(), 'order-' || $1, 2, 'OrderConfirmed', 1, $2::jsonb)`, b, placed(d)); err != nil {
+		t.Fatal(err)
+	}
+	deadlines(a+"@10:00:30", b+"@10:00:30")
+	// What the saga could not read appends all the same, with no deadline;
+	// a second OrderPlaced of an order keeps the first deadline.
+	const bad = "00000000-0000-4000-8000-0000000000ee"
+	for i, data := range []string{
+		`{"order_id":"nope","deadline_at":"2026-11-26T10:00:30Z"}`,
+		`{"order_id":"` + bad + `","deadline_at":null}`,
+		`{"order_id":"` + bad + `","deadline_at":"tomorrow"}`,
+		`{"order_id":"` + bad + `","deadline_at":"2026-11-26 10:00:30"}`,
+		`{"order_id":"` + bad + `","deadline_at":42}`,
+	} {
+		if _, err := conn.Exec(ctx, `insert into events (event_id, stream_id, version, type, schema_version, data)
+			values (gen_random_uuid(), 'order-odd', $1, 'OrderPlaced', 1, $2::jsonb)`, i+1, data); err != nil {
+			t.Fatalf("append of %s: %v", data, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, `insert into events (event_id, stream_id, version, type, schema_version, data)
+		values (gen_random_uuid(), 'order-' || $1, 1, 'OrderPlaced', 2, $2::jsonb)`, bad, placed(bad)); err != nil {
+		t.Fatalf("append of a schema version 2: %v", err)
+	}
+	if _, err := conn.Exec(ctx, `insert into events (event_id, stream_id, version, type, schema_version, data)
+		values (gen_random_uuid(), 'order-' || $1, 2, 'OrderPlaced', 1, $2::jsonb)`, a,
+		strings.Replace(placed(a), "10:00:30", "11:00:00", 1)); err != nil {
 		t.Fatal(err)
 	}
 	deadlines(a+"@10:00:30", b+"@10:00:30")

@@ -27,8 +27,10 @@ type Admin struct {
 	quit   chan struct{} // closed by Close: rebuilds outlive requests, not the process
 
 	mu       sync.Mutex
+	closed   bool                   // no rebuild starts after Close
 	rebuilds map[string]*RebuildRun // by projection: the last rebuild started here
 	wg       sync.WaitGroup
+	close    sync.Once
 }
 
 // NewAdmin returns the admin API.
@@ -40,10 +42,16 @@ func NewAdmin(engine *Engine, log Log, logger *slog.Logger) (*Admin, error) {
 }
 
 // Close interrupts rebuilds started over HTTP and waits for them to stop;
-// each resumes where it stopped when started again.
+// each resumes where it stopped when started again. Rebuilds asked for
+// afterwards are refused (503). Closing again does nothing.
 func (a *Admin) Close() {
-	close(a.quit)
-	a.wg.Wait()
+	a.close.Do(func() {
+		a.mu.Lock()
+		a.closed = true
+		a.mu.Unlock()
+		close(a.quit)
+		a.wg.Wait()
+	})
 }
 
 // Mount adds the admin routes to r.
@@ -121,26 +129,40 @@ func (a *Admin) rebuildOne(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, r, a.logger, fmt.Errorf("projection %q: %w", name, orderflow.ErrNotFound))
 		return
 	}
-	a.start(w, r, []Projection{p})
+	if a.start(w, r, []Projection{p}) {
+		httpapi.JSON(w, http.StatusAccepted, map[string]any{"projection": name, "status": "rebuilding", "watch": "/admin/projections"})
+	}
 }
 
 func (a *Admin) rebuildAll(w http.ResponseWriter, r *http.Request) {
-	a.start(w, r, All())
+	ps := All()
+	if a.start(w, r, ps) {
+		names := make([]string, len(ps))
+		for i, p := range ps {
+			names[i] = p.Name()
+		}
+		httpapi.JSON(w, http.StatusAccepted, map[string]any{"projections": names, "status": "rebuilding", "watch": "/admin/projections"})
+	}
 }
 
 // start queues the rebuilds of ps, to run one after another in the
-// background, and answers 202; or 409, starting none, when one of them is
-// queued or running here already. One running in another process is
-// refused when its turn comes (ErrRebuildRunning), and shows as failed.
-func (a *Admin) start(w http.ResponseWriter, r *http.Request, ps []Projection) {
-	names := make([]string, len(ps))
+// background, and reports true; or answers 409, starting none, when one of
+// them is queued or running here already (503 once the admin is closed).
+// One running in another process is refused when its turn comes
+// (ErrRebuildRunning), and shows as failed.
+func (a *Admin) start(w http.ResponseWriter, r *http.Request, ps []Projection) bool {
 	a.mu.Lock()
-	for i, p := range ps {
-		names[i] = p.Name()
+	if a.closed {
+		a.mu.Unlock()
+		httpapi.Error(w, r, a.logger, &httpapi.RequestError{Status: http.StatusServiceUnavailable, Slug: "shutting-down",
+			Title: "Shutting down", Detail: "This projector is stopping; start the rebuild on another one, or once it is back."})
+		return false
+	}
+	for _, p := range ps {
 		if rs := a.rebuilds[p.Name()]; rs != nil && (rs.State == RebuildQueued || rs.State == RebuildRunning) {
 			a.mu.Unlock()
 			httpapi.Error(w, r, a.logger, fmt.Errorf("a rebuild of %s is already %s: %w", p.Name(), rs.State, orderflow.ErrConflict))
-			return
+			return false
 		}
 	}
 	for _, p := range ps {
@@ -163,18 +185,19 @@ func (a *Admin) start(w http.ResponseWriter, r *http.Request, ps []Projection) {
 			a.run(ctx, p)
 		}
 	})
-	httpapi.JSON(w, http.StatusAccepted, map[string]any{"projections": names, "status": "rebuilding", "watch": "/admin/projections"})
+	return true
 }
 
-// run rebuilds p, keeping its RebuildRun up to date.
+// run rebuilds p, keeping its RebuildRun up to date. A rebuild interrupted
+// before its turn fails without having started.
 func (a *Admin) run(ctx context.Context, p Projection) {
 	name := p.Name()
-	started := a.now()
-	a.mu.Lock()
-	*a.rebuilds[name] = RebuildRun{State: RebuildRunning, StartedAt: &started, progress: Progress{Projection: name, Started: started}}
-	a.mu.Unlock()
-	err := ctx.Err() // interrupted before its turn: it fails as interrupted
+	err := ctx.Err()
 	if err == nil {
+		started := a.now()
+		a.mu.Lock()
+		*a.rebuilds[name] = RebuildRun{State: RebuildRunning, StartedAt: &started, progress: Progress{Projection: name, Started: started}}
+		a.mu.Unlock()
 		err = a.engine.Rebuild(ctx, p, a.log, func(pr Progress) {
 			a.mu.Lock()
 			rs := a.rebuilds[name]
@@ -189,6 +212,9 @@ func (a *Admin) run(ctx context.Context, p Projection) {
 	a.mu.Lock()
 	rs := a.rebuilds[name]
 	rs.FinishedAt, rs.State = &finished, RebuildDone
+	if rs.StartedAt != nil {
+		rs.EventsPerSecond = rs.progress.Rate(finished) // its rate over the whole run
+	}
 	if err != nil {
 		rs.State, rs.Error = RebuildFailed, err.Error()
 	}

@@ -200,8 +200,8 @@ func TestAdminRebuildsAll(t *testing.T) {
 		t.Fatalf("the other process's rebuild ended before it reported: %v", err)
 	}
 	stock := projector.StockLevels{}.Name()
-	if code, body := c.do(http.MethodPost, "/admin/projections/"+stock+"/rebuild"); code != http.StatusAccepted {
-		t.Fatalf("rebuild of stock: %d %s, want 202", code, body)
+	if code, body := c.do(http.MethodPost, "/admin/projections/"+stock+"/rebuild"); code != http.StatusAccepted || !strings.Contains(string(body), `"projection":"`+stock+`"`) {
+		t.Fatalf("rebuild of stock: %d %s, want 202 naming it", code, body)
 	}
 	failed := c.await(projector.RebuildFailed, stock)[stock]
 	if !strings.Contains(failed.Error, "already running") || failed.FinishedAt == nil {
@@ -214,8 +214,8 @@ func TestAdminRebuildsAll(t *testing.T) {
 	if code, body := c.do(http.MethodPost, "/admin/projections/"+stock+"/rebuild"); code != http.StatusAccepted {
 		t.Fatalf("rebuild of stock again: %d %s, want 202", code, body)
 	}
-	if r := c.await(projector.RebuildDone, stock)[stock]; r.Error != "" || r.Read != total {
-		t.Fatalf("stock rebuilt again: %+v, want done, %d events read", r, total)
+	if r := c.await(projector.RebuildDone, stock)[stock]; r.Error != "" || r.Read != total || r.EventsPerSecond <= 0 || r.ETASeconds != nil {
+		t.Fatalf("stock rebuilt again: %+v, want done, %d events read, its rate kept and no ETA", r, total)
 	}
 }
 
@@ -233,10 +233,22 @@ func TestAdminCloseInterruptsRebuilds(t *testing.T) {
 	}
 	c.await(projector.RebuildRunning, all[0])
 	admin.Close()
+	admin.Close() // again: nothing more
 	runs := c.runs()
-	for _, n := range all {
-		if r := runs[n]; r == nil || r.State != projector.RebuildFailed || !strings.Contains(r.Error, "context canceled") || r.Read != 0 {
+	for i, n := range all {
+		r := runs[n]
+		if r == nil || r.State != projector.RebuildFailed || !strings.Contains(r.Error, "context canceled") || r.Read != 0 {
 			t.Fatalf("%s after Close: %+v; want failed as interrupted, nothing read", n, r)
 		}
+		if started := r.StartedAt != nil; started != (i == 0) {
+			t.Fatalf("%s after Close: started %v; only the one running (%s) had started", n, started, all[0])
+		}
+	}
+	// After Close nothing starts.
+	if code, body := c.do(http.MethodPost, "/admin/projections/rebuild"); code != http.StatusServiceUnavailable {
+		t.Fatalf("rebuild after Close: %d %s, want 503", code, body)
+	}
+	if r := c.runs()[all[0]]; r == nil || r.State != projector.RebuildFailed {
+		t.Fatalf("%s after a refused start: %+v, want it as Close left it", all[0], r)
 	}
 }
