@@ -53,6 +53,7 @@ func TestCustomerReachesOnlyItsOwnOrders(t *testing.T) {
 		{"all sagas", alice, http.MethodGet, "/v1/sagas", "", http.StatusForbidden, ""},
 		{"admin projections", alice, http.MethodGet, "/admin/projections", "", http.StatusForbidden, ""},
 		{"admin rebuild", alice, http.MethodPost, "/admin/projections/order_details/rebuild", "", http.StatusForbidden, ""},
+		{"admin rebuild all", alice, http.MethodPost, "/admin/projections/rebuild", "", http.StatusForbidden, ""},
 		{"admin unknown path", alice, http.MethodGet, "/admin/other", "", http.StatusForbidden, ""},
 		{"admin reads another's order", admin, http.MethodGet, "/v1/orders/" + bobOrder, "", http.StatusOK, gateway.ServiceQuery},
 		{"admin cancels another's", admin, http.MethodPost, "/v1/orders/" + bobOrder + "/cancel", "", http.StatusOK, gateway.ServiceCommand},

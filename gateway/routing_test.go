@@ -31,6 +31,7 @@ func TestRoutesReachTheirServiceOnEveryInstance(t *testing.T) {
 		{"sales", http.MethodGet, "/v1/stats/sales", gateway.ServiceQuery},
 		{"projections", http.MethodGet, "/admin/projections", gateway.ServiceProjector},
 		{"rebuild", http.MethodPost, "/admin/projections/order_details/rebuild", gateway.ServiceProjector},
+		{"rebuild all", http.MethodPost, "/admin/projections/rebuild", gateway.ServiceProjector},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
