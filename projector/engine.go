@@ -212,12 +212,74 @@ func (en *Engine) Handle(ctx context.Context, p Projection, e eventstore.Event) 
 			backoff *= 2
 		}
 	}
+	// e may have come ahead of versions the projection lacks, which it
+	// applies with e in one transaction: the failure may be theirs. Those
+	// go one by one first, so the stream parks at the event that fails,
+	// with every one before it applied.
+	if out, done, herr := en.handleEarlier(ctx, p, e); done || herr != nil {
+		return out, herr
+	}
 	if perr := en.park(ctx, p, e, err); perr != nil {
 		return 0, perr
 	}
 	en.outcomes.WithLabelValues(p.Name(), Parked.String()).Inc()
 	en.logger.Error("projection parked a stream", "projection", p.Name(), "stream", e.StreamID, "version", e.Version, "err", err)
 	return Parked, nil
+}
+
+// handleEarlier handles, one by one and in order, the versions of e's
+// stream that p lacks before e, then e itself, and reports done. When one
+// of them parks the stream, e is skipped with it. With no version missing
+// before e it does nothing (done is false).
+func (en *Engine) handleEarlier(ctx context.Context, p Projection, e eventstore.Event) (out Outcome, done bool, err error) {
+	cp, err := en.streamCheckpoint(ctx, p, e)
+	if err != nil || e.Version <= cp+1 {
+		if err != nil && transient(ctx, err) {
+			return 0, false, err
+		}
+		return 0, false, nil
+	}
+	earlier, err := en.store.ReadStream(ctx, e.StreamID, cp+1, int(e.Version-cp-1))
+	if err != nil {
+		if transient(ctx, err) {
+			return 0, false, err
+		}
+		return 0, false, nil
+	}
+	for _, x := range earlier {
+		xout, err := en.Handle(ctx, p, x)
+		if err != nil {
+			return 0, true, err
+		}
+		if xout == Parked || xout == Skipped {
+			en.observe(p, e, Skipped)
+			return Skipped, true, nil
+		}
+	}
+	out, err = en.Handle(ctx, p, e)
+	return out, true, err
+}
+
+// streamCheckpoint returns the last version of e's stream that p's live
+// tables hold (see applyLive): its checkpoint row, or its last version at
+// or before the position the last rebuild replayed to.
+func (en *Engine) streamCheckpoint(ctx context.Context, p Projection, e eventstore.Event) (int64, error) {
+	st := &streamState{}
+	err := pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
+		var replayed eventstore.Position
+		if err := tx.QueryRow(ctx, `select replayed_tx_id, replayed_seq from projection_builds where projection = $1`, p.Name()).
+			Scan(&replayed.TxID, &replayed.Seq); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		switch err := tx.QueryRow(ctx, `select version from `+checkpoints(p, Live)+` where stream_id = $1`, e.StreamID).Scan(&st.cp); {
+		case err == nil:
+			return nil
+		case !errors.Is(err, pgx.ErrNoRows):
+			return err
+		}
+		return replayedCheckpoints(ctx, tx, []eventstore.Event{e}, map[string]*streamState{e.StreamID: st}, replayed)
+	})
+	return st.cp, err
 }
 
 // observe counts what was done with e, and the freshness of an applied one.
