@@ -209,14 +209,23 @@ func (r *kafkaRig) rewind(rng *rand.Rand) {
 			}
 			commits = append(commits, kafka.OffsetCommit{Partition: po.Partition, Offset: rng.Int64N(po.LastOffset + 1)})
 		}
-		res, err := client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: s.s.ConsumerGroup, GenerationID: -1,
-			Topics: map[string][]kafka.OffsetCommit{s.s.Topic: commits}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range res.Topics[s.s.Topic] {
-			if p.Error != nil {
-				t.Fatalf("rewind %s partition %d: %v", s.s.ConsumerGroup, p.Partition, p.Error)
+		// A commit outside the group is refused while the stopped
+		// consumers' members are still in it (they leave as they close).
+		for until := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			res, err := client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: s.s.ConsumerGroup, GenerationID: -1,
+				Topics: map[string][]kafka.OffsetCommit{s.s.Topic: commits}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var failed error
+			for _, p := range res.Topics[s.s.Topic] {
+				failed = cmp.Or(failed, p.Error)
+			}
+			if failed == nil {
+				break
+			}
+			if !errors.Is(failed, kafka.UnknownMemberId) && !errors.Is(failed, kafka.RebalanceInProgress) || time.Now().After(until) {
+				t.Fatalf("rewind %s: %v", s.s.ConsumerGroup, failed)
 			}
 		}
 	}
