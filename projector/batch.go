@@ -109,17 +109,10 @@ func (en *Engine) applyBatch(p Projection, events []eventstore.Event) []result {
 	return results
 }
 
-// applyLive applies events (sorted by stream and version) to p's live
-// tables with the checkpoints of their streams, and returns each event's
-// outcome. A stream's events at or below its checkpoint are duplicates;
-// versions missing between the checkpoint and the newest event are read from
-// the event store; a parked stream is skipped. It takes the shared side of
-// the projection's lock, so a rebuild can swap tables under it.
-//
-// A stream's checkpoint is its row in p's checkpoint table or, if it has
-// none, its last version at or before the position the last rebuild
-// replayed to (see replayedCheckpoints).
-func (en *Engine) applyLive(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.Event) ([]Outcome, error) {
+// streamStates reads, under the shared side of p's lock, where each stream
+// of events (sorted by stream and version) stands in p's live tables: its
+// checkpoint and whether it is parked.
+func (en *Engine) streamStates(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.Event) (map[string]*streamState, error) {
 	var streams []string
 	for _, e := range events {
 		if len(streams) == 0 || streams[len(streams)-1] != e.StreamID {
@@ -176,6 +169,24 @@ func (en *Engine) applyLive(ctx context.Context, tx pgx.Tx, p Projection, events
 	}
 	if err := replayedCheckpoints(ctx, tx, events, states, replayed); err != nil {
 		return nil, fmt.Errorf("checkpoints: %w", err)
+	}
+	return states, nil
+}
+
+// applyLive applies events (sorted by stream and version) to p's live
+// tables with the checkpoints of their streams, and returns each event's
+// outcome. A stream's events at or below its checkpoint are duplicates;
+// versions missing between the checkpoint and the newest event are read from
+// the event store; a parked stream is skipped. It takes the shared side of
+// the projection's lock, so a rebuild can swap tables under it.
+//
+// A stream's checkpoint is its row in p's checkpoint table or, if it has
+// none, its last version at or before the position the last rebuild
+// replayed to (see replayedCheckpoints).
+func (en *Engine) applyLive(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.Event) ([]Outcome, error) {
+	states, err := en.streamStates(ctx, tx, p, events)
+	if err != nil {
+		return nil, err
 	}
 
 	outs := make([]Outcome, len(events))
@@ -237,7 +248,7 @@ func (en *Engine) applyLive(ctx context.Context, tx pgx.Tx, p Projection, events
 	if err := p.ApplyBatch(ctx, tx, Live, decoded); err != nil {
 		return nil, fmt.Errorf("%s: apply %d events: %w", p.Name(), len(decoded), err)
 	}
-	b = &pgx.Batch{}
+	b := &pgx.Batch{}
 	if len(moved) > 0 {
 		b.Queue(`update `+checkpoints(p, Live)+` c set version = u.version
 			from unnest($1::text[], $2::bigint[], $3::bigint[]) as u(stream_id, version, was)

@@ -232,19 +232,24 @@ func (en *Engine) Handle(ctx context.Context, p Projection, e eventstore.Event) 
 // of them parks the stream, e is skipped with it. With no version missing
 // before e it does nothing (done is false).
 func (en *Engine) handleEarlier(ctx context.Context, p Projection, e eventstore.Event) (out Outcome, done bool, err error) {
-	cp, err := en.streamCheckpoint(ctx, p, e)
-	if err != nil || e.Version <= cp+1 {
-		if err != nil && transient(ctx, err) {
-			return 0, false, err
-		}
-		return 0, false, nil
-	}
-	earlier, err := en.store.ReadStream(ctx, e.StreamID, cp+1, int(e.Version-cp-1))
-	if err != nil {
+	// A failure to look is the database's: transient ones are retried, the
+	// rest leave e to be parked as it is.
+	lookFailed := func(err error) (Outcome, bool, error) {
 		if transient(ctx, err) {
 			return 0, false, err
 		}
 		return 0, false, nil
+	}
+	cp, err := en.streamCheckpoint(ctx, p, e)
+	if err != nil {
+		return lookFailed(err)
+	}
+	if e.Version <= cp+1 {
+		return 0, false, nil
+	}
+	earlier, err := en.store.ReadStream(ctx, e.StreamID, cp+1, int(e.Version-cp-1))
+	if err != nil {
+		return lookFailed(err)
 	}
 	for _, x := range earlier {
 		xout, err := en.Handle(ctx, p, x)
@@ -261,25 +266,16 @@ func (en *Engine) handleEarlier(ctx context.Context, p Projection, e eventstore.
 }
 
 // streamCheckpoint returns the last version of e's stream that p's live
-// tables hold (see applyLive): its checkpoint row, or its last version at
-// or before the position the last rebuild replayed to.
-func (en *Engine) streamCheckpoint(ctx context.Context, p Projection, e eventstore.Event) (int64, error) {
-	st := &streamState{}
-	err := pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
-		var replayed eventstore.Position
-		if err := tx.QueryRow(ctx, `select replayed_tx_id, replayed_seq from projection_builds where projection = $1`, p.Name()).
-			Scan(&replayed.TxID, &replayed.Seq); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
+// tables hold, as a live batch reads it (streamStates).
+func (en *Engine) streamCheckpoint(ctx context.Context, p Projection, e eventstore.Event) (cp int64, err error) {
+	err = pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
+		states, err := en.streamStates(ctx, tx, p, []eventstore.Event{e})
+		if err == nil {
+			cp = states[e.StreamID].cp
 		}
-		switch err := tx.QueryRow(ctx, `select version from `+checkpoints(p, Live)+` where stream_id = $1`, e.StreamID).Scan(&st.cp); {
-		case err == nil:
-			return nil
-		case !errors.Is(err, pgx.ErrNoRows):
-			return err
-		}
-		return replayedCheckpoints(ctx, tx, []eventstore.Event{e}, map[string]*streamState{e.StreamID: st}, replayed)
+		return err
 	})
-	return st.cp, err
+	return cp, err
 }
 
 // observe counts what was done with e, and the freshness of an applied one.
