@@ -172,9 +172,10 @@ func buildOrderflow(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-// child is a running `orderflow serve`.
+// child is a running `orderflow serve` (or the bench's bare proxy).
 type child struct {
-	cmd *exec.Cmd
+	name string // what the messages call it
+	cmd  *exec.Cmd
 	// url is the API of the child's roles other than the gateway (or the
 	// gateway's, when it runs alone): http://127.0.0.1:port.
 	url string
@@ -198,21 +199,15 @@ func startOrderflow(ctx context.Context, log *slog.Logger, bin, databaseURL, dir
 	if err != nil {
 		return nil, err
 	}
-	logFile, err := os.CreateTemp(dir, "orderflow-*.log")
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close() // the child holds its own descriptor
 	// Not CommandContext: the child is stopped with SIGTERM, never killed
 	// first, so its shutdown is part of what is checked.
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(append(os.Environ(), "DATABASE_URL="+databaseURL, "ORDERFLOW_HTTP_ADDR="+addr,
 		"ORDERFLOW_INTERNAL_ADDR="+internal, "ORDERFLOW_JWT_SECRET="+benchJWTSecret), env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start orderflow: %w", err)
+	c, err := launch("orderflow", cmd, dir, "http://"+addr)
+	if err != nil {
+		return nil, err
 	}
-	c := &child{cmd: cmd, url: "http://" + addr, logPath: logFile.Name(), exited: make(chan struct{})}
 	// ORDERFLOW_HTTP_ADDR serves the gateway when the child runs it; the
 	// other roles then listen on ORDERFLOW_INTERNAL_ADDR.
 	if gateway, others := runsGateway(cmd.Env); gateway {
@@ -221,14 +216,31 @@ func startOrderflow(ctx context.Context, log *slog.Logger, bin, databaseURL, dir
 			c.url = "http://" + internal
 		}
 	}
-	go func() {
-		c.waitErr = cmd.Wait()
-		close(c.exited)
-	}()
 	log.Info("orderflow started", "pid", cmd.Process.Pid, "url", c.url, "gateway", c.gatewayURL, "log", c.logPath)
 	if err := c.waitReady(ctx); err != nil {
 		return nil, errors.Join(err, c.stop())
 	}
+	return c, nil
+}
+
+// launch starts cmd, called name in messages, with its output in a log file
+// of its own in dir, and returns it as a child serving url; the caller waits
+// for it to be ready.
+func launch(name string, cmd *exec.Cmd, dir, url string) (*child, error) {
+	logFile, err := os.CreateTemp(dir, strings.ReplaceAll(name, " ", "-")+"-*.log")
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close() // the child holds its own descriptor
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, url: url, logPath: logFile.Name(), exited: make(chan struct{})}
+	go func() {
+		c.waitErr = cmd.Wait()
+		close(c.exited)
+	}()
 	return c, nil
 }
 
@@ -287,9 +299,9 @@ func (c *child) waitReady(ctx context.Context) error {
 		select {
 		case <-tick.C:
 		case <-c.exited:
-			return fmt.Errorf("orderflow exited before it was ready (%v):\n%s", c.waitErr, c.logTail())
+			return fmt.Errorf("%s exited before it was ready (%v):\n%s", c.name, c.waitErr, c.logTail())
 		case <-ctx.Done():
-			return fmt.Errorf("orderflow not ready within %s: %w\n%s", readyTimeout, ctx.Err(), c.logTail())
+			return fmt.Errorf("%s not ready within %s: %w\n%s", c.name, readyTimeout, ctx.Err(), c.logTail())
 		}
 	}
 }
@@ -299,22 +311,22 @@ func (c *child) waitReady(ctx context.Context) error {
 func (c *child) stop() error {
 	select {
 	case <-c.exited:
-		return fmt.Errorf("orderflow had already exited: %v", c.waitErr)
+		return fmt.Errorf("%s had already exited: %v", c.name, c.waitErr)
 	default:
 	}
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return fmt.Errorf("signal orderflow: %w", err)
+		return fmt.Errorf("signal %s: %w", c.name, err)
 	}
 	select {
 	case <-c.exited:
 		if c.waitErr != nil {
-			return fmt.Errorf("orderflow exited with %v after SIGTERM:\n%s", c.waitErr, c.logTail())
+			return fmt.Errorf("%s exited with %v after SIGTERM:\n%s", c.name, c.waitErr, c.logTail())
 		}
 		return nil
 	case <-time.After(stopTimeout):
 		_ = c.cmd.Process.Kill()
 		<-c.exited
-		return fmt.Errorf("orderflow did not exit within %s of SIGTERM; killed:\n%s", stopTimeout, c.logTail())
+		return fmt.Errorf("%s did not exit within %s of SIGTERM; killed:\n%s", c.name, stopTimeout, c.logTail())
 	}
 }
 

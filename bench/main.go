@@ -37,6 +37,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 4 && os.Args[1] == bareProxyCommand {
+		if err := runBareProxy(os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)

@@ -146,7 +146,7 @@ func (c Config) withDefaults() Config {
 		c.BreakerOpenTimeout = 5 * time.Second
 	}
 	if c.Transport == nil {
-		c.Transport = defaultTransport()
+		c.Transport = NewTransport()
 	}
 	return c
 }
@@ -208,7 +208,7 @@ func New(cfg Config, upstreams Resolver, logger *slog.Logger) (*Gateway, error) 
 		Transport:      g.balancer,
 		ModifyResponse: stripUpstreamHeaders,
 		ErrorHandler:   g.upstreamFailed,
-		BufferPool:     newBufferPool(),
+		BufferPool:     NewBufferPool(),
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	for _, s := range services {

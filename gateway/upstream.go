@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
@@ -25,11 +26,12 @@ var errUnavailable = errors.New("gateway: no upstream instance available")
 // instance for its breaker; the response itself is still relayed.
 var errFailureStatus = errors.New("gateway: upstream answered with a failure status")
 
-// defaultTransport is tuned for many short requests to a few internal
-// hosts: no proxy from the environment, a short dial timeout (a host that
-// drops SYNs must not eat the whole request budget) and enough idle
-// connections per host that a burst does not redial.
-func defaultTransport() *http.Transport {
+// NewTransport returns the transport the gateway uses when Config.Transport
+// is nil. It is tuned for many short requests to a few internal hosts: no
+// proxy from the environment, a short dial timeout (a host that drops SYNs
+// must not eat the whole request budget) and enough idle connections per
+// host that a burst does not redial.
+func NewTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:                 nil,
 		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -233,7 +235,8 @@ func discard(resp *http.Response) {
 // through, instead of a new 32 KiB one per request.
 type bufferPool struct{ pool sync.Pool }
 
-func newBufferPool() *bufferPool {
+// NewBufferPool returns the buffer pool of the gateway's reverse proxy.
+func NewBufferPool() httputil.BufferPool {
 	return &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
 }
 
