@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"runtime"
@@ -32,7 +33,18 @@ type machine struct {
 	// BackgroundBusy is the share of all cores busy during one second
 	// before the run: other work on the machine skews every figure.
 	BackgroundBusy float64
+	// The speed check, measured before each section: this is a shared
+	// virtual machine whose speed moves from run to run, and these two say
+	// how fast it was then. SHA256MBps is what one core hashes (Go's
+	// crypto/sha256, 64 KiB blocks, for speedCheck); CommitsPerSec is how
+	// many transactions one client commits one after another, each waiting
+	// for its WAL flush (select txid_current(), for speedCheck).
+	SHA256MBps    float64
+	CommitsPerSec float64
 }
+
+// speedCheck is how long each half of the speed check runs.
+const speedCheck = time.Second
 
 // probeMachine reads the host from /proc and the server's version and
 // durability settings from PostgreSQL.
@@ -68,7 +80,38 @@ func probeMachine(ctx context.Context, databaseURL string) (machine, error) {
 	if err != nil {
 		return machine{}, fmt.Errorf("read server settings: %w", err)
 	}
+	m.SHA256MBps = hashRate(speedCheck)
+	if m.CommitsPerSec, err = commitRate(ctx, conn, speedCheck); err != nil {
+		return machine{}, fmt.Errorf("speed check: %w", err)
+	}
 	return m, nil
+}
+
+// hashRate returns the MB/s one goroutine hashes with SHA-256 over d.
+func hashRate(d time.Duration) float64 {
+	block := make([]byte, 64<<10)
+	var n int
+	start := time.Now()
+	for time.Since(start) < d {
+		sha256.Sum256(block)
+		n += len(block)
+	}
+	return float64(n) / 1e6 / time.Since(start).Seconds()
+}
+
+// commitRate returns how many transactions per second conn commits one
+// after another over d, each taking a transaction id so its commit waits
+// for the WAL flush (with synchronous_commit on).
+func commitRate(ctx context.Context, conn *pgx.Conn, d time.Duration) (float64, error) {
+	var n int
+	start := time.Now()
+	for time.Since(start) < d {
+		if _, err := conn.Exec(ctx, "select txid_current()"); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // markdown renders m as a short list for the top of a section.
@@ -78,6 +121,8 @@ func (m machine) markdown() string {
 	fmt.Fprintf(&b, "- CPU: %s, %d cores; memory %.1f GiB; Linux %s\n", m.CPUModel, m.Cores, float64(m.MemoryBytes)/(1<<30), m.Kernel)
 	fmt.Fprintf(&b, "- Go: %s; GC target %d%% in the bench and in orderflow (GOGC)\n", m.GoVersion, m.GCPercent)
 	fmt.Fprintf(&b, "- Background load before the run: %.0f%% of all cores busy\n", 100*m.BackgroundBusy)
+	fmt.Fprintf(&b, "- Speed check before the run (this shared machine's speed moves from run to run): one core hashes %.0f MB/s (SHA-256); one client commits %.0f transactions/s, each waiting for its WAL flush\n",
+		m.SHA256MBps, m.CommitsPerSec)
 	fmt.Fprintf(&b, "- PostgreSQL: %s at %s; fsync=%s, synchronous_commit=%s, wal_sync_method=%s\n",
 		m.PGVersion, m.PGHost, m.Fsync, m.SynchronousCommit, m.WALSyncMethod)
 	return b.String()

@@ -171,16 +171,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
-	m, err := probeMachine(ctx, cfg.databaseURL)
-	if err != nil {
-		return err
+	// The machine is probed before each section: its date, background
+	// load and speed are the section's.
+	probe := func() (machine, error) {
+		m, err := probeMachine(ctx, cfg.databaseURL)
+		if err != nil {
+			return machine{}, err
+		}
+		log.Info("machine", "cpu", m.CPUModel, "cores", m.Cores, "postgres", m.PGVersion,
+			"fsync", m.Fsync, "synchronous_commit", m.SynchronousCommit, "wal_sync_method", m.WALSyncMethod,
+			"sha256_mb_per_s", int(m.SHA256MBps), "commits_per_s", int(m.CommitsPerSec))
+		if m.Fsync != "on" || m.SynchronousCommit == "off" {
+			log.Warn("durability is not fully on; the figures are not comparable to production")
+		}
+		return m, nil
 	}
-	log.Info("machine", "cpu", m.CPUModel, "cores", m.Cores, "postgres", m.PGVersion,
-		"fsync", m.Fsync, "synchronous_commit", m.SynchronousCommit, "wal_sync_method", m.WALSyncMethod)
-	if m.Fsync != "on" || m.SynchronousCommit == "off" {
-		log.Warn("durability is not fully on; the figures are not comparable to production")
-	}
-
 	sections := []section{
 		{name: "eventstore", run: eventstoreSection},
 		{name: "http", run: httpSection},
@@ -192,6 +197,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	for _, s := range sections {
 		if cfg.only != "all" && cfg.only != s.name {
 			continue
+		}
+		m, err := probe()
+		if err != nil {
+			return err
 		}
 		log.Info("section start", "section", s.name)
 		body, err := s.run(ctx, log, cfg, m)
