@@ -60,7 +60,7 @@ func viewsSection(ctx context.Context, log *slog.Logger, cfg config, m machine) 
 	}
 	defer func() { err = errors.Join(err, fresh.drop(context.WithoutCancel(ctx))) }()
 	lag := table{header: []string{"Views", "Offered", "Achieved", "Orders", "p50 (interpolated)", "p99 (interpolated)", "Within 50 ms",
-		"The other views: p99", "Of which the relay: p50 / p99", "The projector's transactions: p50 / p99", "Check"}}
+		"The other views: p99", "Of which the relay: p50 / p99", "Of which delivery: p50 / p99", "The projector's transactions: p50 / p99", "Check"}}
 	var lagProblems, notes []string
 	// Half and a tenth of the rate on empty views show how the latency
 	// falls with the load: at 2,000 commands/s the load generator,
@@ -269,6 +269,7 @@ func freshness(ctx context.Context, log *slog.Logger, cfg config, db *database, 
 	}
 	hist, err := scrapeHistogram(ctx, c.url, `orderflow_projection_freshness_seconds_bucket{projection="order_details"`)
 	relay, relayErr := scrapeHistogram(ctx, c.url, `orderflow_relay_delay_seconds_bucket{`)
+	delivery, deliveryErr := scrapeHistogram(ctx, c.url, `orderflow_projection_delivery_seconds_bucket{projection="order_details"`)
 	apply, applyErr := scrapeHistogram(ctx, c.url, `orderflow_projection_batch_seconds_bucket{projection="order_details"`)
 	var others []string // the other views the orders reach, by their p99
 	for _, p := range projector.All() {
@@ -282,12 +283,12 @@ func freshness(ctx context.Context, log *slog.Logger, cfg config, db *database, 
 	if stopErr := c.stop(); stopErr != nil {
 		problems = append(problems, stopErr.Error())
 	}
-	if err = errors.Join(err, relayErr, applyErr); err != nil {
+	if err = errors.Join(err, relayErr, deliveryErr, applyErr); err != nil {
 		return nil, nil, fmt.Errorf("%w\norderflow's log:\n%s", err, c.logTail())
 	}
 	return []string{fmt.Sprintf("%d/s", rate), perSecond(run.Achieved), fmt.Sprint(hist.count), ms(hist.quantile(0.5)), ms(hist.quantile(0.99)),
 		fmt.Sprintf("%.2f%%", 100*hist.fractionBelow(0.05)), strings.Join(others, ", "), ms(relay.quantile(0.5)) + " / " + ms(relay.quantile(0.99)),
-		ms(apply.quantile(0.5)) + " / " + ms(apply.quantile(0.99))}, problems, nil
+		ms(delivery.quantile(0.5)) + " / " + ms(delivery.quantile(0.99)), ms(apply.quantile(0.5)) + " / " + ms(apply.quantile(0.99))}, problems, nil
 }
 
 const freshnessNotes = `
@@ -306,7 +307,10 @@ const freshnessNotes = `
   bounds; "within 50 ms" is exact, 50 ms being a bucket edge). It includes
   the relay, Kafka and the consumer. The relay's share is its own histogram
   ` + "`orderflow_relay_delay_seconds`" + `: from the append to the broker's
-  acknowledgement (warm-up included). The projector's transactions:
+  acknowledgement (warm-up included). Delivery:
+  ` + "`orderflow_projection_delivery_seconds`" + ` for order_details, from the append to the
+  message reaching the projection's handler (the relay, Kafka and the
+  consumer); the rest of the lag is the apply. The projector's transactions:
   ` + "`orderflow_projection_batch_seconds`" + ` for order_details, each apply
   transaction (the events it handles together) to its commit; an event
   waits for the one under way, then rides the next.

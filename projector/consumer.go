@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -27,7 +28,11 @@ func (en *Engine) Handler(p Projection) message.NoPublishHandlerFunc {
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
-		_, err = en.HandleBatched(msg.Context(), p, e)
+		received := time.Now()
+		out, err := en.HandleBatched(msg.Context(), p, e)
+		if err == nil && out == Applied {
+			en.delivery.WithLabelValues(p.Name()).Observe(received.Sub(e.RecordedAt).Seconds())
+		}
 		return err
 	}
 }

@@ -63,6 +63,7 @@ type Engine struct {
 	logger *slog.Logger
 
 	freshness *prometheus.HistogramVec
+	delivery  *prometheus.HistogramVec
 	batchTime *prometheus.HistogramVec
 	outcomes  *prometheus.CounterVec
 
@@ -94,6 +95,12 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, cfg EngineConfig, logger *
 			Help:    "Time from an event's append (command accepted) to its view update committing, per projection.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"projection"}),
+		delivery: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "orderflow_projection_delivery_seconds",
+			Help: "Time from an event's append to its message reaching the projection's handler (the relay, Kafka and the consumer: " +
+				"freshness less the apply), per projection, for the events it applies.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"projection"}),
 		batchTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "orderflow_projection_batch_seconds",
 			Help:    "Time of one live apply transaction (the events handled together), to its commit, per projection.",
@@ -108,7 +115,7 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, cfg EngineConfig, logger *
 
 // Collectors returns the engine's metrics.
 func (en *Engine) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{en.freshness, en.batchTime, en.outcomes, parkedCollector{en}}
+	return []prometheus.Collector{en.freshness, en.delivery, en.batchTime, en.outcomes, parkedCollector{en}}
 }
 
 // parkedCollector exports how many streams each projection has parked now,

@@ -97,6 +97,14 @@ func TestOrdersReachTheViewsThroughKafka(t *testing.T) {
 	if n := p.Metric(t, `orderflow_projection_freshness_seconds_count{projection="order_details"}`); n < 1 {
 		t.Fatalf("freshness histogram counted %v applies, want some", n)
 	}
+	// Delivery is the part of freshness before the handler: every applied
+	// message's delivery precedes its apply.
+	delivered := p.Metric(t, `orderflow_projection_delivery_seconds_count{projection="order_details"}`)
+	deliverySum := p.Metric(t, `orderflow_projection_delivery_seconds_sum{projection="order_details"}`)
+	freshnessSum := p.Metric(t, `orderflow_projection_freshness_seconds_sum{projection="order_details"}`)
+	if delivered < 1 || deliverySum > freshnessSum {
+		t.Fatalf("delivery histogram: %v messages taking %vs in all, freshness %vs in all; want some, taking less", delivered, deliverySum, freshnessSum)
+	}
 	if n := p.Metric(t, `orderflow_projection_batch_seconds_count{projection="order_details"}`); n < 1 {
 		t.Fatalf("apply transaction histogram counted %v transactions, want some", n)
 	}
