@@ -168,8 +168,12 @@ func (a *Admin) start(w http.ResponseWriter, r *http.Request, ps []Projection) b
 	for _, p := range ps {
 		a.rebuilds[p.Name()] = &RebuildRun{State: RebuildQueued}
 	}
+	// Counted before the lock is released: a Close that follows waits for
+	// these rebuilds (it sets closed under the same lock, then waits).
+	a.wg.Add(1)
 	a.mu.Unlock()
-	a.wg.Go(func() {
+	go func() {
+		defer a.wg.Done()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		stop := make(chan struct{})
@@ -184,7 +188,7 @@ func (a *Admin) start(w http.ResponseWriter, r *http.Request, ps []Projection) b
 		for _, p := range ps {
 			a.run(ctx, p)
 		}
-	})
+	}()
 	return true
 }
 

@@ -193,6 +193,12 @@ var errCheckpointMoved = errors.New("projector: a checkpoint moved under a concu
 // returns an error only for transient failures (database unreachable, ctx
 // ended), which the caller should retry without acknowledging.
 func (en *Engine) Handle(ctx context.Context, p Projection, e eventstore.Event) (Outcome, error) {
+	return en.handle(ctx, p, e, true)
+}
+
+// handle is Handle; when e keeps failing, it first handles the versions
+// missing before e one by one (handleEarlier) if earlier is true.
+func (en *Engine) handle(ctx context.Context, p Projection, e eventstore.Event, earlier bool) (Outcome, error) {
 	if !Wants(p, e.StreamID) {
 		return Skipped, nil
 	}
@@ -223,8 +229,10 @@ func (en *Engine) Handle(ctx context.Context, p Projection, e eventstore.Event) 
 	// applies with e in one transaction: the failure may be theirs. Those
 	// go one by one first, so the stream parks at the event that fails,
 	// with every one before it applied.
-	if out, done, herr := en.handleEarlier(ctx, p, e); done || herr != nil {
-		return out, herr
+	if earlier {
+		if out, done, herr := en.handleEarlier(ctx, p, e); done || herr != nil {
+			return out, herr
+		}
 	}
 	if perr := en.park(ctx, p, e, err); perr != nil {
 		return 0, perr
@@ -237,7 +245,10 @@ func (en *Engine) Handle(ctx context.Context, p Projection, e eventstore.Event) 
 // handleEarlier handles, one by one and in order, the versions of e's
 // stream that p lacks before e, then e itself, and reports done. When one
 // of them parks the stream, e is skipped with it. With no version missing
-// before e it does nothing (done is false).
+// before e, or when the store does not hold every missing version (e's
+// stream cannot be applied up to e: e is to be parked), it does nothing
+// (done is false). Neither those versions nor e look for earlier ones
+// again: each is handled with every version before it applied.
 func (en *Engine) handleEarlier(ctx context.Context, p Projection, e eventstore.Event) (out Outcome, done bool, err error) {
 	// A failure to look is the database's: transient ones are retried, the
 	// rest leave e to be parked as it is.
@@ -254,12 +265,16 @@ func (en *Engine) handleEarlier(ctx context.Context, p Projection, e eventstore.
 	if e.Version <= cp+1 {
 		return 0, false, nil
 	}
-	earlier, err := en.store.ReadStream(ctx, e.StreamID, cp+1, int(e.Version-cp-1))
+	missing := e.Version - cp - 1
+	earlier, err := en.store.ReadStream(ctx, e.StreamID, cp+1, int(missing))
 	if err != nil {
 		return lookFailed(err)
 	}
+	if int64(len(earlier)) != missing || earlier[len(earlier)-1].Version != e.Version-1 {
+		return 0, false, nil
+	}
 	for _, x := range earlier {
-		xout, err := en.Handle(ctx, p, x)
+		xout, err := en.handle(ctx, p, x, false)
 		if err != nil {
 			return 0, true, err
 		}
@@ -268,7 +283,7 @@ func (en *Engine) handleEarlier(ctx context.Context, p Projection, e eventstore.
 			return Skipped, true, nil
 		}
 	}
-	out, err = en.Handle(ctx, p, e)
+	out, err = en.handle(ctx, p, e, false)
 	return out, true, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/google/uuid"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -727,6 +728,53 @@ func TestPoisonAheadOfItsGapParksAtTheBadVersion(t *testing.T) {
 			}
 			if len(status.Parked) != 1 || status.Parked[0].StreamID != bad.Stream() || status.Parked[0].Version != 2 {
 				t.Fatalf("parked = %+v, want %s at version 2, the bad event", status.Parked, bad.Stream())
+			}
+		})
+	}
+}
+
+// A message for a version the store does not hold (a restored database, a
+// broken producer) parks its stream at that version once its retries are
+// spent: the versions missing before it cannot be read, so there is nothing
+// to handle one by one first, and nothing to wait for.
+func TestEventBeyondTheStoredStreamParks(t *testing.T) {
+	t.Parallel()
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
+			t.Parallel()
+			f := MustFixture(t)
+			at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+			id := orderflow.NewOrderID()
+			f.appendEvent(t, id.Stream(), orderflow.OrderPlaced{OrderID: id, CustomerID: "c", Lines: []orderflow.OrderLine{{SKU: "A", Quantity: 1, UnitPriceCents: 5}}, TotalCents: 5, PlacedAt: at})
+			f.appendEvent(t, id.Stream(), orderflow.OrderCancelled{OrderID: id, Reason: "r", CancelledAt: at})
+			log := f.readLog(t)
+			handle := f.engine.Handle
+			if batched {
+				handle = f.engine.HandleBatched
+			}
+			p := projector.OrderDetails{}
+			// Bounded: a handler that keeps looking for the missing
+			// versions runs into this deadline instead of parking.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if out, err := handle(ctx, p, log[0]); err != nil || out != projector.Applied {
+				t.Fatalf("version 1: %v, %v", out, err)
+			}
+			beyond := log[1]
+			beyond.ID, beyond.Version = uuid.New(), 4 // the store holds versions 1 and 2
+			if out, err := handle(ctx, p, beyond); err != nil || out != projector.Parked {
+				t.Fatalf("version 4 of a stream stored up to 2: %v, %v; want parked", out, err)
+			}
+			status, err := f.engine.Status(context.Background(), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(status.Parked) != 1 || status.Parked[0].StreamID != id.Stream() || status.Parked[0].Version != 4 {
+				t.Fatalf("parked = %+v, want %s at version 4", status.Parked, id.Stream())
+			}
+			v, err := projector.LoadOrder(context.Background(), f.pool, projector.Live, id)
+			if err != nil || v == nil || v.Version != 1 {
+				t.Fatalf("order = %+v, %v; want it left at version 1", v, err)
 			}
 		})
 	}
