@@ -2,6 +2,7 @@ package saga
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,7 +21,8 @@ const DeadlineLease = time.Minute
 
 // FireDeadlines cancels, with reason "timeout", the orders still pending at
 // their deadline, at most limit of them, and returns how many deadlines it
-// fired. It claims them first in one statement, skipping rows another
+// fired, with the errors of those it could not fire (they are tried again
+// once their claim's lease runs out; the others fire regardless). It claims them first in one statement, skipping rows another
 // instance is claiming, so instances running side by side fire different
 // ones, and holds no transaction open while it appends. An instance that
 // dies half-way leaves its claims to expire (DeadlineLease); firing one again
@@ -40,7 +42,10 @@ func (p *Participants) FireDeadlines(ctx context.Context, limit int) (int, error
 	if err != nil {
 		return 0, fmt.Errorf("claim deadlines: %w", err)
 	}
+	// A deadline that fails keeps its claim until the lease runs out, and
+	// is retried then; the others of the batch still fire now.
 	fired := 0
+	var errs []error
 	for _, raw := range ids {
 		id := orderflow.OrderID(raw)
 		// The deadline itself is the trigger: its command id is the same
@@ -50,14 +55,16 @@ func (p *Participants) FireDeadlines(ctx context.Context, limit int) (int, error
 			o, err := p.order(ctx, id)
 			return orderWrite(o, command.DecideSagaCancel(o, orderflow.ReasonTimeout, p.now())), err
 		}); err != nil {
-			return fired, fmt.Errorf("deadline of %s: %w", id, err)
+			errs = append(errs, fmt.Errorf("deadline of %s: %w", id, err))
+			continue
 		}
 		if _, err := p.pool.Exec(ctx, `update saga_deadlines set fired_at = now() where order_id = $1`, raw); err != nil {
-			return fired, fmt.Errorf("deadline of %s: %w", id, err)
+			errs = append(errs, fmt.Errorf("deadline of %s: %w", id, err))
+			continue
 		}
 		fired++
 	}
-	return fired, nil
+	return fired, errors.Join(errs...)
 }
 
 // RunDeadlines fires due deadlines every interval until ctx ends.

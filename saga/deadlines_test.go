@@ -238,3 +238,55 @@ func orderOf(t *testing.T, acc command.Accepted) orderflow.OrderID {
 	}
 	return id
 }
+
+// A deadline that cannot fire (its order's stream holds an event that does
+// not decode) holds back no other: the rest of its batch fires, and its
+// error is reported.
+func TestAFailingDeadlineHoldsBackNoOther(t *testing.T) {
+	t.Parallel()
+	w := MustWorld(t, nil)
+	ctx := context.Background()
+	placedAt := time.Now()
+	var ids []orderflow.OrderID
+	for range 3 {
+		id := orderflow.NewOrderID()
+		cmd, err := command.NewPlaceOrder("c-1", []command.LineInput{{SKU: "A", Quantity: 1, UnitPriceCents: 100}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range command.DecidePlaceOrder(id, cmd, placedAt, time.Minute) {
+			data, _ := eventcodec.Encode(e)
+			if _, err := w.store.Append(ctx, eventstore.Append{Streams: []eventstore.StreamAppend{{StreamID: id.Stream(), Expected: eventstore.NoStream,
+				Events: []eventstore.EventData{{Type: e.EventType(), SchemaVersion: 1, Data: data}}}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids = append(ids, id)
+	}
+	// The first to come due cannot be read.
+	bad := ids[0]
+	if _, err := w.store.Append(ctx, eventstore.Append{Streams: []eventstore.StreamAppend{{StreamID: bad.Stream(), Expected: eventstore.Exactly(1),
+		Events: []eventstore.EventData{{Type: orderflow.EventOrderCancelled, SchemaVersion: 1, Data: []byte(`{"order_id": 12}`)}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.pool.Exec(ctx, `update saga_deadlines set due_at = due_at - interval '1 second' where order_id = $1`, bad); err != nil {
+		t.Fatal(err)
+	}
+	p, err := saga.New(w.store, w.provider, w.pool, func() time.Time { return placedAt.Add(time.Hour) }, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := p.FireDeadlines(ctx, 100)
+	if n != 2 || err == nil || !strings.Contains(err.Error(), bad.String()) {
+		t.Fatalf("fired %d deadlines (%v), want the 2 readable ones and an error naming %s", n, err, bad)
+	}
+	for _, id := range ids[1:] {
+		events, err := w.store.ReadStream(ctx, id.Stream(), 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) != 2 || events[1].Type != orderflow.EventOrderCancelled {
+			t.Fatalf("order %s after its deadline: %d events; want OrderPlaced, OrderCancelled", id, len(events))
+		}
+	}
+}
