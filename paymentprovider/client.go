@@ -126,17 +126,32 @@ func NewClient(baseURL string, httpClient *http.Client, br *breaker.Breaker, opt
 // was sent) or ctx.Err(); see StatusError for the provider's answer.
 func (c *Client) Charge(ctx context.Context, orderID string, amountCents int64, idempotencyKey string) (Charge, error) {
 	id, amount, key := orderID, amountCents, idempotencyKey
-	resp, err := call(ctx, c, "charges", chargeRequest{OrderID: &id, AmountCents: &amount, IdempotencyKey: &key},
-		func(r chargeResponse) error {
-			if r.ChargeID == "" || (r.Status != StatusCaptured && r.Status != StatusDeclined) {
-				return fmt.Errorf("%w: malformed charge response (id %q, status %q)", ErrUnavailable, r.ChargeID, r.Status)
-			}
-			return nil
-		})
+	resp, err := call(ctx, c, "charges", chargeRequest{OrderID: &id, AmountCents: &amount, IdempotencyKey: &key}, checkCharge)
 	if err != nil {
 		return Charge{}, fmt.Errorf("charge order %s: %w", orderID, err)
 	}
 	return Charge{ID: resp.ChargeID, Status: resp.Status, DeclineReason: resp.DeclineReason}, nil
+}
+
+// Void settles the charge of idempotencyKey when its outcome is unknown: it
+// returns the charge made under the key if there is one (captured or
+// declined), and otherwise makes sure none ever will be, returning a
+// decline with reason VoidedDeclineReason. Errors are as for Charge.
+func (c *Client) Void(ctx context.Context, idempotencyKey string) (Charge, error) {
+	key := idempotencyKey
+	resp, err := call(ctx, c, "voids", voidRequest{IdempotencyKey: &key}, checkCharge)
+	if err != nil {
+		return Charge{}, fmt.Errorf("void charge %s: %w", idempotencyKey, err)
+	}
+	return Charge{ID: resp.ChargeID, Status: resp.Status, DeclineReason: resp.DeclineReason}, nil
+}
+
+// checkCharge refuses a charge answer that is not one.
+func checkCharge(r chargeResponse) error {
+	if r.ChargeID == "" || (r.Status != StatusCaptured && r.Status != StatusDeclined) {
+		return fmt.Errorf("%w: malformed charge response (id %q, status %q)", ErrUnavailable, r.ChargeID, r.Status)
+	}
+	return nil
 }
 
 // Refund gives back amountCents of the captured charge chargeID, once per

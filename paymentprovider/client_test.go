@@ -83,6 +83,33 @@ func TestClientCharge(t *testing.T) {
 	}
 }
 
+// Void finds a charge made under its key, and bars one that was not.
+func TestClientVoid(t *testing.T) {
+	t.Parallel()
+	p := MustProvider(t, paymentprovider.Config{}, nil)
+	c, br := MustClient(t, p, breaker.Config{Failures: 1, OpenTimeout: time.Hour})
+	charged, err := c.Charge(t.Context(), "o-1", 990, "k-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found, err := c.Void(t.Context(), "k-1"); err != nil || found != charged {
+		t.Fatalf("Void of a charged key = %+v, %v; want %+v", found, err, charged)
+	}
+	voided, err := c.Void(t.Context(), "k-2")
+	if err != nil || voided.Status != paymentprovider.StatusDeclined || voided.DeclineReason != paymentprovider.VoidedDeclineReason {
+		t.Fatalf("Void of a fresh key = %+v, %v; want a decline with reason %q", voided, err, paymentprovider.VoidedDeclineReason)
+	}
+	if late, err := c.Charge(t.Context(), "o-2", 100, "k-2"); err != nil || late != voided {
+		t.Fatalf("Charge after the void = %+v, %v; want %+v", late, err, voided)
+	}
+	if _, err := c.Void(t.Context(), "bad key"); !errors.Is(err, paymentprovider.ErrRejected) {
+		t.Fatalf("Void with a bad key: %v, want ErrRejected", err)
+	}
+	if br.State() != "closed" {
+		t.Fatalf("breaker %s, want closed", br.State())
+	}
+}
+
 func TestClientRefund(t *testing.T) {
 	t.Parallel()
 	p := MustProvider(t, paymentprovider.Config{}, nil)

@@ -39,6 +39,10 @@ const (
 // SimulatedDeclineReason is the decline_reason of every simulated decline.
 const SimulatedDeclineReason = "card_declined"
 
+// VoidedDeclineReason is the decline_reason of a charge asked for under an
+// idempotency key that was voided first (POST /v1/voids).
+const VoidedDeclineReason = "voided"
+
 // MaxLatency bounds the simulated latency.
 const MaxLatency = 10 * time.Minute
 
@@ -95,6 +99,9 @@ type (
 		Status        string `json:"status"`
 		DeclineReason string `json:"decline_reason,omitempty"`
 	}
+	voidRequest struct {
+		IdempotencyKey *string `json:"idempotency_key"`
+	}
 	refundRequest struct {
 		ChargeID       *string `json:"charge_id"`
 		AmountCents    *int64  `json:"amount_cents"`
@@ -120,12 +127,15 @@ type Server struct {
 	refunds map[string]refundEntry  // by idempotency key
 }
 
-// chargeEntry is one charge and what its idempotency key promised.
+// chargeEntry is one charge and what its idempotency key promised; a void
+// entry is a key voided before any charge, which every charge under it
+// gets as its answer.
 type chargeEntry struct {
 	orderID  string
 	amount   int64
 	resp     chargeResponse
 	refunded int64
+	void     bool
 }
 
 // refundEntry is one refund and the request its idempotency key was used for.
@@ -164,12 +174,13 @@ func (s *Server) Handler() http.Handler {
 	return r
 }
 
-// Mount adds POST /v1/charges, POST /v1/refunds and the admin endpoints PUT
-// /admin/outage, PUT /admin/config and GET /admin/state to r, for a process
-// that serves its own health endpoints.
+// Mount adds POST /v1/charges, POST /v1/voids, POST /v1/refunds and the
+// admin endpoints PUT /admin/outage, PUT /admin/config and GET /admin/state
+// to r, for a process that serves its own health endpoints.
 func (s *Server) Mount(r chi.Router) {
 	v1 := r.With(s.simulate)
 	v1.Post("/v1/charges", s.charge)
+	v1.Post("/v1/voids", s.void)
 	v1.Post("/v1/refunds", s.refund)
 	r.Put("/admin/outage", s.putOutage)
 	r.Put("/admin/config", s.putConfig)
@@ -320,6 +331,9 @@ func (s *Server) createCharge(orderID string, amount int64, key string) (chargeR
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c, ok := s.byKey[key]; ok {
+		if c.void {
+			return c.resp, http.StatusOK, nil
+		}
 		if c.orderID != orderID || c.amount != amount {
 			return chargeResponse{}, 0, errKeyReused
 		}
@@ -337,6 +351,35 @@ func (s *Server) createCharge(orderID string, amount int64, key string) (chargeR
 	}
 	s.charges[c.resp.ChargeID], s.byKey[key] = c, c
 	return c.resp, http.StatusCreated, nil
+}
+
+// void settles a charge whose outcome the caller does not know (its answer
+// was lost, or the order ended while the charge waited): the charge made
+// under the key, if there is one, is returned as it is (200); otherwise the
+// key is voided, so that no charge can ever be made under it, and a
+// declined charge with reason VoidedDeclineReason is returned (201), which
+// is also what any later charge under the key gets.
+func (s *Server) void(w http.ResponseWriter, r *http.Request) {
+	var req voidRequest
+	if _, err := httpapi.DecodeJSON(w, r, &req, false); err != nil {
+		httpapi.Error(w, r, s.logger, err)
+		return
+	}
+	v := &orderflow.ValidationError{}
+	key := checkKey(v, req.IdempotencyKey)
+	if err := v.Err(); err != nil {
+		httpapi.Error(w, r, s.logger, err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.byKey[key]; ok {
+		httpapi.JSON(w, http.StatusOK, c.resp)
+		return
+	}
+	c := &chargeEntry{void: true, resp: chargeResponse{ChargeID: "ch_" + uuid.NewString(), Status: StatusDeclined, DeclineReason: VoidedDeclineReason}}
+	s.byKey[key] = c
+	httpapi.JSON(w, http.StatusCreated, c.resp)
 }
 
 func (s *Server) refund(w http.ResponseWriter, r *http.Request) {

@@ -177,6 +177,37 @@ func TestChargeIdempotent(t *testing.T) {
 	}
 }
 
+// A void returns the charge made under its key as it is; a key voided
+// first can never be charged: every charge under it, whatever its order
+// and amount, gets the void's decline. A void moves no money.
+func TestVoids(t *testing.T) {
+	t.Parallel()
+	p := MustProvider(t, paymentprovider.Config{}, nil)
+	var charged, found chargeBody
+	p.do(t, http.MethodPost, "/v1/charges", "", chargeJSON("o-1", 500, "charge:o-1")).decode(t, http.StatusCreated, &charged)
+	p.do(t, http.MethodPost, "/v1/voids", "", `{"idempotency_key":"charge:o-1"}`).decode(t, http.StatusOK, &found)
+	if found != charged || found.Status != paymentprovider.StatusCaptured {
+		t.Fatalf("void of a charged key = %+v, want the charge %+v", found, charged)
+	}
+
+	var voided, again, late chargeBody
+	p.do(t, http.MethodPost, "/v1/voids", "", `{"idempotency_key":"charge:o-2"}`).decode(t, http.StatusCreated, &voided)
+	if voided.ChargeID == "" || voided.Status != paymentprovider.StatusDeclined || voided.DeclineReason != paymentprovider.VoidedDeclineReason {
+		t.Fatalf("void of a fresh key = %+v, want a decline with reason %q", voided, paymentprovider.VoidedDeclineReason)
+	}
+	p.do(t, http.MethodPost, "/v1/voids", "", `{"idempotency_key":"charge:o-2"}`).decode(t, http.StatusOK, &again)
+	p.do(t, http.MethodPost, "/v1/charges", "", chargeJSON("o-2", 700, "charge:o-2")).decode(t, http.StatusOK, &late)
+	if again != voided || late != voided {
+		t.Fatalf("after the void: void again %+v, charge %+v; want both %+v", again, late, voided)
+	}
+	want := paymentprovider.State{Charges: 1, CapturedCents: 500}
+	if st := p.srv.State(); st != want {
+		t.Fatalf("state = %+v, want %+v (a void charges nothing)", st, want)
+	}
+	// Nothing to refund on a void.
+	p.do(t, http.MethodPost, "/v1/refunds", "", refundJSON(voided.ChargeID, 1, "refund:o-2")).problem(t, http.StatusNotFound)
+}
+
 func TestRefunds(t *testing.T) {
 	t.Parallel()
 	p := MustProvider(t, paymentprovider.Config{}, nil)
@@ -316,6 +347,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"charge wrong content type", http.MethodPost, "/v1/charges", "text/plain", chargeJSON("o", 1, "bad-9"), 415},
 		{"charge too large", http.MethodPost, "/v1/charges", "", `{"order_id":"` + strings.Repeat("x", 70<<10) + `","amount_cents":1,"idempotency_key":"bad-10"}`, 413},
 		{"charge wrong method", http.MethodGet, "/v1/charges", "", ``, 405},
+		{"void malformed json", http.MethodPost, "/v1/voids", "", `{"idempotency_key":`, 400},
+		{"void missing key", http.MethodPost, "/v1/voids", "", `{}`, 400},
+		{"void key with space", http.MethodPost, "/v1/voids", "", `{"idempotency_key":"bad key"}`, 400},
+		{"void unknown field", http.MethodPost, "/v1/voids", "", `{"idempotency_key":"bad-v1","order_id":"o"}`, 400},
+		{"void wrong content type", http.MethodPost, "/v1/voids", "text/plain", `{"idempotency_key":"bad-v2"}`, 415},
 		{"refund malformed json", http.MethodPost, "/v1/refunds", "", `{"charge_id"`, 400},
 		{"refund unknown field", http.MethodPost, "/v1/refunds", "", `{"charge_id":"` + c.ChargeID + `","amount_cents":1,"idempotency_key":"bad-r1","reason":"x"}`, 400},
 		{"refund negative amount", http.MethodPost, "/v1/refunds", "", refundJSON(c.ChargeID, -5, "bad-r2"), 400},

@@ -33,6 +33,7 @@ type EventStore interface {
 // Provider is the payment service, behind its circuit breaker.
 type Provider interface {
 	Charge(ctx context.Context, orderID string, amountCents int64, idempotencyKey string) (paymentprovider.Charge, error)
+	Void(ctx context.Context, idempotencyKey string) (paymentprovider.Charge, error)
 	Refund(ctx context.Context, chargeID string, amountCents int64, idempotencyKey string) (paymentprovider.Refund, error)
 }
 
@@ -516,15 +517,28 @@ func (p *Participants) paymentOnInventory(ctx context.Context, e eventstore.Even
 		if err = errors.Join(oErr, err); err != nil || pay.Version > 0 {
 			return nil, err
 		}
-		if !ShouldCharge(string(o.Status), pay) {
-			// Cancelled while the charge waited (a provider outage past the
-			// deadline): record that it was never charged.
-			return DecideChargeResult(ev.OrderID, pay, false, 0, "", "order "+string(o.Status)+" before it was charged"), nil
-		}
 		// One idempotency key per order: a retried or duplicated trigger
 		// never charges twice. While the breaker is open this fails fast
 		// and the trigger is retried later; the order waits, it does not fail.
-		charge, err := p.provider.Charge(ctx, ev.OrderID.String(), ev.TotalCents, "charge:"+ev.OrderID.String())
+		key := "charge:" + ev.OrderID.String()
+		if !ShouldCharge(string(o.Status), pay) {
+			// Cancelled while the charge waited (a provider outage past the
+			// deadline). An earlier attempt may still have charged (its
+			// answer lost, or a second delivery of the trigger charging right
+			// now): voiding the key returns that charge, recorded as captured
+			// and then refunded like any late capture, or makes sure there
+			// never is one.
+			charge, err := p.provider.Void(ctx, key)
+			if err != nil {
+				return nil, fmt.Errorf("void the charge of order %s: %w", ev.OrderID, err)
+			}
+			reason := charge.DeclineReason
+			if reason == paymentprovider.VoidedDeclineReason {
+				reason = "order " + string(o.Status) + " before it was charged"
+			}
+			return DecideChargeResult(ev.OrderID, pay, charge.Status == paymentprovider.StatusCaptured, ev.TotalCents, charge.ID, reason), nil
+		}
+		charge, err := p.provider.Charge(ctx, ev.OrderID.String(), ev.TotalCents, key)
 		if err != nil {
 			return nil, fmt.Errorf("charge order %s: %w", ev.OrderID, err)
 		}

@@ -59,6 +59,19 @@ func (f *FakeProvider) Charge(_ context.Context, orderID string, amount int64, k
 	return c, nil
 }
 
+// Void returns the charge made under key, or voids key, as the provider's
+// POST /v1/voids does: every later charge under it is declined.
+func (f *FakeProvider) Void(_ context.Context, key string) (paymentprovider.Charge, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.charges[key]; ok {
+		return c, nil
+	}
+	c := paymentprovider.Charge{ID: "void-" + key, Status: paymentprovider.StatusDeclined, DeclineReason: paymentprovider.VoidedDeclineReason}
+	f.charges[key] = c
+	return c, nil
+}
+
 func (f *FakeProvider) Refund(_ context.Context, chargeID string, amount int64, key string) (paymentprovider.Refund, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -276,17 +289,22 @@ func (w *world) deliverLate(t *testing.T, stream, typ string) int {
 //   - the cancellation comes while the provider is charging: the refund on
 //     OrderCancelled finds no capture yet, and the capture, recorded after
 //     the order was cancelled, is refunded when it reaches the participant
-//     (a late PaymentCaptured leads to a refund).
+//     (a late PaymentCaptured leads to a refund);
+//   - an earlier attempt charged but its answer was lost, then the order was
+//     cancelled: the participant voids the charge's key, finds the capture,
+//     records it, and it is refunded like a late capture.
 func TestLateEventsAfterACancellationKeepNoMoney(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name      string
-		duringPay bool // cancel inside the provider's charge, not before the reservation reaches payment
-		payment   []string
-		kept      int64 // captured
+		name       string
+		duringPay  bool // cancel inside the provider's charge, not before the reservation reaches payment
+		lostCharge bool // an earlier attempt charged, its answer lost, before the cancel
+		payment    []string
+		kept       int64 // captured
 	}{
-		{"cancel seen before the charge", false, []string{orderflow.EventPaymentFailed}, 0},
-		{"cancel during the charge", true, []string{orderflow.EventPaymentCaptured, orderflow.EventPaymentRefunded}, 600},
+		{"cancel seen before the charge", false, false, []string{orderflow.EventPaymentFailed}, 0},
+		{"cancel during the charge", true, false, []string{orderflow.EventPaymentCaptured, orderflow.EventPaymentRefunded}, 600},
+		{"cancel after a charge whose answer was lost", false, true, []string{orderflow.EventPaymentCaptured, orderflow.EventPaymentRefunded}, 600},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -315,6 +333,11 @@ func TestLateEventsAfterACancellationKeepNoMoney(t *testing.T) {
 					return
 				}
 				w.deliverLate(t, id.Stream(), orderflow.EventOrderCancelled) // payment: nothing captured yet
+			}
+			if tc.lostCharge { // the provider captured; the participant never heard
+				if _, err := w.provider.Charge(ctx, id.String(), 600, "charge:"+id.String()); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if tc.duringPay {
 				w.provider.During = cancelOrder
