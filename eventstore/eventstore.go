@@ -36,6 +36,11 @@ var (
 	ErrInvalidAppend = errors.New("eventstore: invalid append")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("eventstore: closed")
+	// ErrOutcomeUnknown: the append was sent but its transaction's outcome
+	// never came back (the connection failed or the timeout struck around
+	// the commit): it may have been stored. Retrying with the same command
+	// id is safe and tells which.
+	ErrOutcomeUnknown = errors.New("eventstore: the append's outcome is unknown")
 )
 
 // ExpectedVersion is what an append expects of a stream: Any, NoStream or an

@@ -218,14 +218,19 @@ func (s *Store) appendWorker() {
 	}
 }
 
-// runBatch appends a batch in one transaction. If the transaction fails as a
-// whole, each append is retried alone so one bad append cannot fail others.
+// runBatch appends a batch in one transaction. If the transaction certainly
+// failed as a whole, each append is retried alone so one bad append cannot
+// fail others. If its outcome is unknown (it may have committed), nothing is
+// retried: an append that had committed would be told it conflicts with
+// itself. Each caller gets ErrOutcomeUnknown instead.
 func (s *Store) runBatch(batch []*appendRequest) {
 	s.batchSize.Observe(float64(len(batch)))
 	start := time.Now()
 	outs, err := s.execBatch(batch)
 	s.txTime.Observe(time.Since(start).Seconds())
-	if err != nil && len(batch) > 1 {
+	if err != nil && !failedForCertain(err) {
+		err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+	} else if err != nil && len(batch) > 1 {
 		for _, r := range batch {
 			s.runBatch([]*appendRequest{r})
 		}
@@ -296,6 +301,18 @@ func (s *Store) execBatch(batch []*appendRequest) ([]appendOutcome, error) {
 		}
 	}
 	return outs, nil
+}
+
+// failedForCertain reports whether an append transaction that returned err
+// certainly stored nothing: the server refused it (an error of its own, the
+// statement rolled back), or it was never sent (no connection could be
+// made, or pgx says so). Anything else may have come after the commit.
+func failedForCertain(err error) bool {
+	var (
+		pg      *pgconn.PgError
+		connect *pgconn.ConnectError
+	)
+	return errors.As(err, &pg) || errors.As(err, &connect) || pgconn.SafeToRetry(err)
 }
 
 // mapError turns PostgreSQL errors callers branch on into sentinels.

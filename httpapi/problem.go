@@ -77,6 +77,12 @@ func Error(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err erro
 		p.Detail = "The resource changed while the request was handled; read it again and retry."
 	case errors.Is(err, orderflow.ErrConflict):
 		p.Status, p.Type, p.Title, p.Detail = http.StatusConflict, problemType("state-conflict"), "Not allowed in the current state", err.Error()
+	case errors.Is(err, eventstore.ErrOutcomeUnknown):
+		p.Status, p.Type, p.Title = http.StatusServiceUnavailable, problemType("outcome-unknown"), "Outcome unknown"
+		p.Detail = "The connection to the database failed around the commit: the change may have been made. " +
+			"Retry with the same Idempotency-Key to get its outcome; without one, read before retrying."
+		logger.WarnContext(r.Context(), "append outcome unknown", "method", r.Method, "path", r.URL.Path,
+			"request_id", p.RequestID, "err", err)
 	case errors.Is(err, eventstore.ErrCommandIDReused):
 		p.Status, p.Type, p.Title = http.StatusUnprocessableEntity, problemType("idempotency-key-reused"), "Idempotency-Key reused"
 		p.Detail = "This Idempotency-Key was already used for a different request; use a new key for a new request."
