@@ -5,8 +5,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orderflow/orderflow/httpapi"
 )
 
 // metrics are the gateway's own collectors. They are per Gateway, not
@@ -60,13 +61,10 @@ func (m *metrics) observe(next http.Handler) http.Handler {
 				}
 				defer panic(v) // the recovery middleware outside answers it
 			}
-			route := "unmatched"
-			if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-				route = rc.RoutePattern()
-			}
+			route, method := httpapi.MetricLabels(r)
 			code := strconv.Itoa(status)
-			m.requests.WithLabelValues(route, r.Method, code).Inc()
-			m.latency.WithLabelValues(route, r.Method, code).Observe(time.Since(start).Seconds())
+			m.requests.WithLabelValues(route, method, code).Inc()
+			m.latency.WithLabelValues(route, method, code).Observe(time.Since(start).Seconds())
 		}()
 		next.ServeHTTP(sw, r)
 	})

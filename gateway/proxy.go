@@ -146,7 +146,7 @@ func (g *Gateway) tooLarge(w http.ResponseWriter, r *http.Request) {
 // upstreamHeader makes r's header what an upstream gets, in place (the
 // reverse proxy copies it): the caller's identity in ClientHeader and
 // RoleHeader (any X-Orderflow-* the client sent is dropped), no
-// Authorization, the request id, a valid traceparent (a new trace when the
+// Authorization and no Connection, the request id, a valid traceparent (a new trace when the
 // client sent none or a malformed one) and the Idempotency-Key scoped to the
 // client. An Idempotency-Key the command API would refuse is refused here
 // with the same 400, since a scoped copy of it could otherwise pass.
@@ -161,6 +161,11 @@ func upstreamHeader(r *http.Request, who identity) (http.Header, error) {
 		}
 	}
 	h.Del("Authorization")
+	// The reverse proxy drops every header the client names in Connection
+	// (hop-by-hop), the ones set here included: a client could strip its
+	// identity, request id, trace and scoped key. The client's connection
+	// options mean nothing on the gateway's own connection upstream.
+	h.Del("Connection")
 	h.Set(ClientHeader, who.client)
 	h.Set(RoleHeader, who.role)
 	h.Set(httpapi.RequestIDHeader, httpapi.RequestID(r.Context()))

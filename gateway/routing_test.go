@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -96,6 +97,15 @@ func TestGatewayEndpoints(t *testing.T) {
 		if !strings.Contains(res.body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+	// Methods nobody defined share one label: a client sending a new one
+	// each time must not grow the metrics.
+	for i := range 3 {
+		h.do(t, fmt.Sprintf("INVENTED%d", i), "/v1/inventory/sku-1", "", "")
+	}
+	after := h.do(t, http.MethodGet, "/metrics", "", "").body
+	if strings.Contains(after, "INVENTED") || !strings.Contains(after, `method="other"`) {
+		t.Errorf("invented methods in the metrics, or not counted as other:\n%s", after)
 	}
 	for _, path := range []string{"/nowhere", "/v1/orders/x/y/z", "/v2/orders"} {
 		p := h.do(t, http.MethodGet, path, "", "").problem(t, http.StatusNotFound)

@@ -184,6 +184,17 @@ func TestUpstreamHeaders(t *testing.T) {
 		}
 	}
 
+	t.Run("a Connection header cannot strip what the gateway sets", func(t *testing.T) {
+		h.reset()
+		h.do(t, http.MethodPost, "/v1/orders", alice, `{"customer_id":"alice"}`, "Idempotency-Key", "key-2", "X-Request-Id", "req-456",
+			"Connection", "X-Orderflow-Client, X-Orderflow-Role, X-Request-Id, Traceparent, Idempotency-Key")
+		up := h.callsTo(gateway.ServiceCommand)[0].header
+		if up.Get(gateway.ClientHeader) != "alice" || up.Get(gateway.RoleHeader) != gateway.RoleCustomer || up.Get("X-Request-Id") != "req-456" ||
+			!traceParent.MatchString(up.Get("Traceparent")) || up.Get("Idempotency-Key") != "alice/key-2" {
+			t.Errorf("upstream headers after a Connection header naming them: %v", up)
+		}
+	})
+
 	t.Run("trace context and request id made when absent or malformed", func(t *testing.T) {
 		for _, sent := range []string{"", "garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"} {
 			h.reset()

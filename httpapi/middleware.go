@@ -85,12 +85,27 @@ func (m *Metrics) Middleware(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(sw, r)
-		route := "unmatched"
-		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-			route = rc.RoutePattern()
-		}
-		m.latency.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
+		route, method := MetricLabels(r)
+		m.latency.WithLabelValues(route, method, strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
 	})
+}
+
+// MetricLabels returns the route and method labels of a handled request:
+// chi's pattern ("unmatched" without one), so ids in paths do not explode
+// the label space, and the method, "other" unless it is a standard one: a
+// server accepts any token as a method, and a label per method sent would
+// let any client grow the metrics without bound.
+func MetricLabels(r *http.Request) (route, method string) {
+	route = "unmatched"
+	if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+		route = rc.RoutePattern()
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return route, r.Method
+	}
+	return route, "other"
 }
 
 type statusWriter struct {

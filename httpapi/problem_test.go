@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/orderflow/orderflow"
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/httpapi"
@@ -41,6 +43,24 @@ func TestErrorMapsSentinelsToProblems(t *testing.T) {
 		}
 		if tc.status == http.StatusInternalServerError && p.Detail != "The request failed on our side; it is logged under its request_id." {
 			t.Errorf("a 500 tells its cause: %q", p.Detail)
+		}
+	}
+}
+
+// Metric labels take the route's pattern and a standard method; any other
+// method a client invents is "other", so it cannot grow the label space.
+func TestMetricLabels(t *testing.T) {
+	t.Parallel()
+	r := chi.NewRouter()
+	var route, method string
+	r.Get("/v1/orders/{id}", func(w http.ResponseWriter, r *http.Request) { route, method = httpapi.MetricLabels(r) })
+	r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/orders/123", nil))
+	if route != "/v1/orders/{id}" || method != http.MethodGet {
+		t.Errorf("GET in a route: labels %q %q, want the pattern and GET", route, method)
+	}
+	for _, tc := range []struct{ method, label string }{{http.MethodPost, http.MethodPost}, {"BREW", "other"}, {"GET2", "other"}} {
+		if route, method := httpapi.MetricLabels(httptest.NewRequest(tc.method, "/nowhere", nil)); route != "unmatched" || method != tc.label {
+			t.Errorf("%s outside a route: labels %q %q, want unmatched %s", tc.method, route, method, tc.label)
 		}
 	}
 }
