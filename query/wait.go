@@ -23,46 +23,58 @@ func minVersion(r *http.Request, v *orderflow.ValidationError) int64 {
 }
 
 // awaitVersion loads a view row until it exists with a version of at least
-// want, re-reading it every PollInterval for up to MinVersionWait, and
-// returns the last row loaded (nil when there is none). With want 0 it loads
-// once. behind reports that the bound passed first. The projector tells the
-// query side nothing when it applies an event, so polling one row by its
-// primary key is the simplest wait that needs no cooperation from it.
+// want, re-reading it for up to MinVersionWait, and returns the last row
+// loaded (nil when there is none). With want 0 it loads once. behind
+// reports that the bound passed first. The projector tells the query side
+// nothing when it applies an event, so polling one row by its primary key
+// is the simplest wait that needs no cooperation from it.
+//
+// The re-reads start every PollInterval and space out, doubling up to
+// maxPollInterval, so many waiting reads do not crowd the connection pool
+// the projector they wait for needs too; and each read after the first must
+// finish within the bound (plus boundGrace), so a busy pool cannot stretch
+// the wait past it.
 func awaitVersion[T any](ctx context.Context, a *API, want int64, load func(context.Context) (*T, error), version func(*T) int64) (row *T, behind bool, err error) {
-	var (
-		bound   <-chan time.Time
-		expired bool
-		tick    *time.Ticker
-	)
+	row, err = load(ctx)
+	if err != nil || want == 0 || (row != nil && version(row) >= want) {
+		return row, false, err
+	}
+	// Timers start after the first read, so a view that is already current
+	// costs one query and no timers.
+	deadline := time.Now().Add(a.cfg.MinVersionWait)
+	waitCtx, cancel := context.WithDeadline(ctx, deadline.Add(boundGrace))
+	defer cancel()
+	interval := a.cfg.PollInterval
 	for {
-		row, err = load(ctx)
-		if err != nil {
-			return nil, false, err
-		}
-		if want == 0 || (row != nil && version(row) >= want) {
-			return row, false, nil
-		}
-		if expired {
-			return row, true, nil
-		}
-		if tick == nil {
-			// Timers start after the first read, so a view that is already
-			// current costs one query and no timers.
-			t := time.NewTimer(a.cfg.MinVersionWait)
-			defer t.Stop()
-			bound = t.C
-			tick = time.NewTicker(a.cfg.PollInterval)
-			defer tick.Stop()
-		}
+		pause := min(interval, time.Until(deadline))
+		interval = min(2*interval, max(maxPollInterval, a.cfg.PollInterval))
+		t := time.NewTimer(max(pause, 0))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil, false, fmt.Errorf("wait for version %d: %w", want, ctx.Err())
-		case <-tick.C:
-		case <-bound:
-			expired = true // read once more at the bound, then give up
+		case <-t.C:
+		}
+		last := row
+		row, err = load(waitCtx)
+		switch {
+		case err != nil && ctx.Err() == nil && waitCtx.Err() != nil:
+			return last, true, nil // the read itself ran past the bound
+		case err != nil:
+			return nil, false, err
+		case row != nil && version(row) >= want:
+			return row, false, nil
+		case !time.Now().Before(deadline):
+			return row, true, nil // read once more at the bound, then give up
 		}
 	}
 }
+
+// maxPollInterval caps the spacing of a waiting read's re-reads.
+const maxPollInterval = 100 * time.Millisecond
+
+// boundGrace is how far past MinVersionWait the last re-read may run.
+const boundGrace = 250 * time.Millisecond
 
 // viewBehind writes the 412 of a read whose view did not reach want within
 // the bound; have is the version the view holds, 0 when it has no row.
