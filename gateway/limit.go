@@ -111,12 +111,19 @@ func retryAfter(d time.Duration) string {
 	return strconv.Itoa(int(s))
 }
 
-// remoteIP is the address an unauthenticated request is limited by. The
-// gateway is the edge, so X-Forwarded-For from the client is not trusted.
+// remoteIP is the address an unauthenticated request is limited by: the
+// peer's IPv4 address, or the /64 network of its IPv6 address (one host
+// commonly holds a whole /64, and could otherwise take a fresh bucket with
+// every address). The gateway is the edge, so X-Forwarded-For from the
+// client is not trusted.
 func remoteIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
-	return host
+	ip := net.ParseIP(host)
+	if ip == nil || ip.To4() != nil {
+		return host
+	}
+	return (&net.IPNet{IP: ip.Mask(net.CIDRMask(64, 128)), Mask: net.CIDRMask(64, 128)}).String()
 }
