@@ -381,5 +381,28 @@ func maskURL(s string) string {
 	if _, has := u.User.Password(); has {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
+	// pgx also takes the password (and a key's) as query parameters.
+	if q := u.Query(); q.Has("password") || q.Has("sslpassword") {
+		for _, k := range []string{"password", "sslpassword"} {
+			if q.Has(k) {
+				q.Set(k, "xxxxx")
+			}
+		}
+		u.RawQuery = q.Encode()
+	}
 	return u.String()
+}
+
+// databaseURLFlag adds -database-url to fs and returns what to connect to:
+// the flag, or $DATABASE_URL. The variable is read after parsing, not made
+// the flag's default, because usage and flag errors print defaults and the
+// URL may hold a password.
+func databaseURLFlag(fs *flag.FlagSet, getenv func(string) string) func() string {
+	v := fs.String("database-url", "", "PostgreSQL connection URL (default $DATABASE_URL)")
+	return func() string {
+		if *v != "" {
+			return *v
+		}
+		return getenv("DATABASE_URL")
+	}
 }

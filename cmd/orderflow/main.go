@@ -76,15 +76,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "migrate":
 		fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 		fs.SetOutput(stderr)
-		dbURL := fs.String("database-url", getenv("DATABASE_URL"), "PostgreSQL connection URL ($DATABASE_URL)")
+		dbURL := databaseURLFlag(fs, getenv)
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		if *dbURL == "" || fs.NArg() > 0 {
+		if dbURL() == "" || fs.NArg() > 0 {
 			return errors.New("migrate: DATABASE_URL is required and no arguments are taken")
 		}
 		logger := newLogger(stdout, slog.LevelInfo)
-		v, err := migrations.ApplyURL(ctx, *dbURL)
+		v, err := migrations.ApplyURL(ctx, dbURL())
 		if err != nil {
 			return err
 		}

@@ -319,3 +319,35 @@ func TestRunRejectsUnknownCommand(t *testing.T) {
 		t.Fatal("no command accepted")
 	}
 }
+
+// The database password reaches no log line and no usage text: not in the
+// URL's user part, not as a query parameter, and not as a flag's default
+// printed on a flag error.
+func TestDatabasePasswordIsNeverPrinted(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{
+		"postgres://app:s3cret@db/orderflow",
+		"postgres://app@db/orderflow?password=s3cret&sslmode=disable",
+		"postgres://app@db/orderflow?sslpassword=s3cret",
+	} {
+		if got := maskURL(u); strings.Contains(got, "s3cret") || !strings.Contains(got, "xxxxx") {
+			t.Errorf("maskURL(%q) = %q", u, got)
+		}
+	}
+	getenv := func(k string) string {
+		if k == "DATABASE_URL" {
+			return "postgres://app:s3cret@db/orderflow"
+		}
+		return ""
+	}
+	for _, args := range [][]string{{"migrate", "--databse-url=x"}, {"migrate", "-h"}, {"projections", "status", "--no-such-flag"}} {
+		var stdout, stderr strings.Builder
+		err := run(context.Background(), args, getenv, &stdout, &stderr)
+		if err == nil {
+			t.Errorf("%v: no error", args)
+		}
+		if strings.Contains(stdout.String()+stderr.String(), "s3cret") {
+			t.Errorf("%v printed the password:\n%s%s", args, stdout.String(), stderr.String())
+		}
+	}
+}

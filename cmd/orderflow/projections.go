@@ -40,13 +40,13 @@ func projections(ctx context.Context, args []string, getenv func(string) string,
 	}
 	fs := flag.NewFlagSet("projections "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dbURL := fs.String("database-url", getenv("DATABASE_URL"), "PostgreSQL connection URL ($DATABASE_URL)")
+	dbURL := databaseURLFlag(fs, getenv)
 	asJSON := fs.Bool("json", false, "status: print JSON")
 	all := fs.Bool("all", false, "rebuild: every projection")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if *dbURL == "" {
+	if dbURL() == "" {
 		return errors.New("projections: DATABASE_URL is required")
 	}
 	var targets []projector.Projection
@@ -78,10 +78,10 @@ func projections(ctx context.Context, args []string, getenv func(string) string,
 		return fmt.Errorf("projections: unknown subcommand %q", args[0])
 	}
 
-	if _, err := migrations.ApplyURL(ctx, *dbURL); err != nil {
+	if _, err := migrations.ApplyURL(ctx, dbURL()); err != nil {
 		return err
 	}
-	pool, err := pgxpool.New(ctx, *dbURL)
+	pool, err := pgxpool.New(ctx, dbURL())
 	if err != nil {
 		return err
 	}
