@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -83,7 +84,7 @@ func (en *Engine) applyBatch(p Projection, events []eventstore.Event) []result {
 	}
 	var outs []Outcome
 	start := time.Now()
-	err := pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
+	err := en.live(ctx, p, func(tx pgx.Tx) error {
 		var err error
 		outs, err = en.applyLive(ctx, tx, p, sorted)
 		return err
@@ -109,7 +110,21 @@ func (en *Engine) applyBatch(p Projection, events []eventstore.Event) []result {
 	return results
 }
 
-// streamStates reads, under the shared side of p's lock, where each stream
+// live runs fn in a transaction on p's live tables that holds the shared
+// side of p's lock from its first statement, and plans each statement for
+// its arguments (customPlans). The lock is taken by the BEGIN itself, in the
+// same round trip: taken by a later statement, it could come after a read
+// of one of p's tables had locked it (pgx prepares a batch's statements
+// before running any on a new connection), and a swap holding the lock
+// while it waits for that table would deadlock with this transaction.
+func (en *Engine) live(ctx context.Context, p Projection, fn func(pgx.Tx) error) error {
+	key := strings.ReplaceAll(lockKey(p.Name()), "'", "''")
+	return pgx.BeginTxFunc(ctx, en.pool, pgx.TxOptions{
+		BeginQuery: "begin; " + customPlans + "; select pg_advisory_xact_lock_shared(hashtextextended('" + key + "', 0))",
+	}, fn)
+}
+
+// streamStates reads, in a live transaction (see live), where each stream
 // of events (sorted by stream and version) stands in p's live tables: its
 // checkpoint and whether it is parked.
 func (en *Engine) streamStates(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.Event) (map[string]*streamState, error) {
@@ -125,10 +140,9 @@ func (en *Engine) streamStates(ctx context.Context, tx pgx.Tx, p Projection, eve
 	}
 	var replayed eventstore.Position
 	b := &pgx.Batch{}
-	b.Queue(customPlans)
-	b.Queue(`select pg_advisory_xact_lock_shared(hashtextextended($1, 0))`, lockKey(p.Name()))
-	// Read under the lock, so it belongs to the tables this transaction
-	// writes: a swap changes both at once.
+	// Read under the lock (the transaction began with it: see live), so it
+	// belongs to the tables this transaction writes: a swap changes both at
+	// once.
 	b.Queue(`select replayed_tx_id, replayed_seq from projection_builds where projection = $1`, p.Name()).
 		QueryRow(func(row pgx.Row) error {
 			if err := row.Scan(&replayed.TxID, &replayed.Seq); err != nil && !errors.Is(err, pgx.ErrNoRows) {
@@ -174,8 +188,8 @@ func (en *Engine) streamStates(ctx context.Context, tx pgx.Tx, p Projection, eve
 }
 
 // applyLive applies events (sorted by stream and version) to p's live
-// tables with the checkpoints of their streams, and returns each event's
-// outcome. A stream's events at or below its checkpoint are duplicates;
+// tables with the checkpoints of their streams, in a live transaction (see
+// live), and returns each event's outcome. A stream's events at or below its checkpoint are duplicates;
 // versions missing between the checkpoint and the newest event are read from
 // the event store; a parked stream is skipped. It takes the shared side of
 // the projection's lock, so a rebuild can swap tables under it.

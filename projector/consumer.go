@@ -92,7 +92,10 @@ func Subscriptions(p Projection, prefix string) []Subscription {
 }
 
 // Backfill rebuilds every projection that was never built (a projection added
-// later starts from the whole history), or whose rebuild was interrupted.
+// later starts from the whole history), or whose rebuild was interrupted. A
+// projection another process is rebuilding right now is left to it: its
+// live consumers start as they do beside any rebuild, and that rebuild's
+// swap brings in the whole history.
 func (en *Engine) Backfill(ctx context.Context, log Log, projections []Projection) error {
 	for _, p := range projections {
 		var pending bool
@@ -109,7 +112,9 @@ func (en *Engine) Backfill(ctx context.Context, log Log, projections []Projectio
 			if pr.Done {
 				en.logger.Info("projection backfilled", "projection", p.Name(), "events_read", pr.Read)
 			}
-		}); err != nil {
+		}); errors.Is(err, ErrRebuildRunning) {
+			en.logger.Info("projection is being rebuilt by another process; not backfilling it here", "projection", p.Name())
+		} else if err != nil {
 			return err
 		}
 	}

@@ -290,7 +290,7 @@ func (en *Engine) handleEarlier(ctx context.Context, p Projection, e eventstore.
 // streamCheckpoint returns the last version of e's stream that p's live
 // tables hold, as a live batch reads it (streamStates).
 func (en *Engine) streamCheckpoint(ctx context.Context, p Projection, e eventstore.Event) (cp int64, err error) {
-	err = pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
+	err = en.live(ctx, p, func(tx pgx.Tx) error {
 		states, err := en.streamStates(ctx, tx, p, []eventstore.Event{e})
 		if err == nil {
 			cp = states[e.StreamID].cp
@@ -324,7 +324,7 @@ func transient(ctx context.Context, err error) bool {
 // p's live tables in one transaction with the checkpoint.
 func (en *Engine) applyOne(ctx context.Context, p Projection, e eventstore.Event) (Outcome, error) {
 	var outs []Outcome
-	err := pgx.BeginFunc(ctx, en.pool, func(tx pgx.Tx) error {
+	err := en.live(ctx, p, func(tx pgx.Tx) error {
 		var err error
 		outs, err = en.applyLive(ctx, tx, p, []eventstore.Event{e})
 		return err
@@ -335,10 +335,15 @@ func (en *Engine) applyOne(ctx context.Context, p Projection, e eventstore.Event
 	return outs[0], nil
 }
 
-// park records that p stopped applying e's stream.
+// park records that p stopped applying e's stream, under the shared side
+// of p's lock like any live write, so it never lands between a swap's
+// clearing of the live parked streams and its moving in the rebuilt ones.
 func (en *Engine) park(ctx context.Context, p Projection, e eventstore.Event, cause error) error {
-	_, err := en.pool.Exec(ctx, `insert into projection_parked (projection, stream_id, version, error) values ($1, $2, $3, $4)
-		on conflict (projection, stream_id) do nothing`, p.Name(), e.StreamID, e.Version, cause.Error())
+	err := en.live(ctx, p, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `insert into projection_parked (projection, stream_id, version, error) values ($1, $2, $3, $4)
+			on conflict (projection, stream_id) do nothing`, parkedKey(p, Live), e.StreamID, e.Version, cause.Error())
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("park %s for %s: %w", e.StreamID, p.Name(), err)
 	}

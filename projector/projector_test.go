@@ -779,3 +779,60 @@ func TestEventBeyondTheStoredStreamParks(t *testing.T) {
 		})
 	}
 }
+
+// A live batch on a fresh connection waits for a swap without holding any
+// of the projection's tables: the swap, holding the projection's lock, can
+// then take every table it renames. (pgx prepares a batch's statements,
+// which locks the tables they read, before running any: a lock taken by the
+// batch's first statement came too late, and the two deadlocked.)
+func TestALiveBatchWaitingForASwapHoldsNoTable(t *testing.T) {
+	t.Parallel()
+	f := MustFixture(t)
+	id := orderflow.NewOrderID()
+	f.appendEvent(t, id.Stream(), orderflow.OrderPlaced{OrderID: id, CustomerID: "c", Lines: []orderflow.OrderLine{{SKU: "A", Quantity: 1, UnitPriceCents: 5}}, TotalCents: 5, PlacedAt: time.Now().UTC()})
+	log := f.readLog(t)
+	ctx := context.Background()
+
+	// The swap's side: the projection's lock, exclusively.
+	swap, err := f.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer swap.Rollback(ctx)
+	if _, err := swap.Exec(ctx, `select pg_advisory_xact_lock(hashtextextended('orderflow.projection.order_details', 0))`); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		out projector.Outcome
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := f.engine.HandleBatched(ctx, projector.OrderDetails{}, log[0])
+		done <- result{out, err}
+	}()
+	for waiting := 0; waiting == 0; {
+		if err := f.pool.QueryRow(ctx, `select count(*) from pg_locks where locktype = 'advisory' and not granted`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting == 0 {
+			time.Sleep(5 * time.Millisecond) // polling pg_locks: nothing to wait on
+		}
+	}
+	// The swap takes the tables it renames; a batch holding one would make
+	// this wait (and the deadlock detector abort one side).
+	if _, err := swap.Exec(ctx, `set local lock_timeout = '5s'`); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"order_details", "order_details_checkpoints"} {
+		if _, err := swap.Exec(ctx, `lock table `+table+` in access exclusive mode`); err != nil {
+			t.Fatalf("the swap's lock on %s: %v", table, err)
+		}
+	}
+	if err := swap.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.err != nil || r.out != projector.Applied {
+		t.Fatalf("the batch after the swap: %v, %v; want applied", r.out, r.err)
+	}
+}

@@ -79,6 +79,11 @@ func TestRebuildRunsOnceAtATimeAndResumes(t *testing.T) {
 	if err := second.Rebuild(secondCtx, p, f.store, nil); !errors.Is(err, projector.ErrRebuildRunning) {
 		t.Fatalf("a second rebuild while one runs: %v, want ErrRebuildRunning", err)
 	}
+	// A projector starting meanwhile leaves that rebuild to its process
+	// instead of failing its start (and every projection's consumers).
+	if err := second.Backfill(secondCtx, f.store, []projector.Projection{p}); err != nil {
+		t.Fatalf("a start-up backfill while another process rebuilds: %v, want it to leave that projection", err)
+	}
 	release()
 	if err := <-firstErr; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the interrupted rebuild returned %v, want context.Canceled", err)
