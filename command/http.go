@@ -67,6 +67,9 @@ func (a *API) Mount(r chi.Router) {
 	r.Get("/v1/streams/{id}/events", a.streamEvents)
 }
 
+// maxTraceState bounds the tracestate a command records.
+const maxTraceState = 512
+
 // IdempotencyKeyHeader names the header that makes a command idempotent.
 const IdempotencyKeyHeader = "Idempotency-Key"
 
@@ -81,7 +84,13 @@ var (
 func meta(r *http.Request, operation, param string, decoded any) (Meta, error) {
 	m := Meta{CorrelationID: httpapi.RequestID(r.Context())}
 	if tp := r.Header.Get("traceparent"); traceParentPattern.MatchString(tp) {
-		m.TraceParent, m.TraceState = tp, r.Header.Get("tracestate")
+		m.TraceParent = tp
+		// W3C bounds tracestate at 32 members of at most 256 characters
+		// (vendors keep it under 512); a longer one is dropped rather than
+		// written into every event and Kafka header for good.
+		if ts := r.Header.Values("tracestate"); len(ts) == 1 && len(ts[0]) <= maxTraceState {
+			m.TraceState = ts[0]
+		}
 	}
 	key, present := r.Header[IdempotencyKeyHeader]
 	if !present {
@@ -129,6 +138,12 @@ func (req placeOrderRequest) toCommand() (PlaceOrder, error) {
 		missing["lines"] = true
 	} else {
 		for i, l := range *req.Lines {
+			if i >= orderflow.MaxOrderLines {
+				// NewPlaceOrder refuses the count; the lines past it are
+				// not looked at, so a small body cannot ask for a huge answer.
+				lines = append(lines, make([]LineInput, len(*req.Lines)-i)...)
+				break
+			}
 			field := "lines[" + strconv.Itoa(i) + "]."
 			in = LineInput{}
 			if l.SKU == nil {

@@ -404,3 +404,30 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Fatalf("%d events; want 3 (order, cancel, one concurrent order)", got)
 	}
 }
+
+// A small body cannot ask for a huge answer: the lines past the most an
+// order may hold are not looked at, only counted. And a tracestate is
+// recorded only within W3C's bounds: it goes into every event for good.
+func TestRequestsCannotBloatAnswersOrEvents(t *testing.T) {
+	t.Parallel()
+	c := MustAPI(t)
+	empty := `{"customer_id":"c-1","lines":[` + strings.TrimSuffix(strings.Repeat("{},", 5000), ",") + `]}`
+	res := c.postJSON("/v1/orders", empty)
+	if res.status != http.StatusBadRequest || len(res.body) > 32<<10 || !strings.Contains(string(res.body), "at most 50 lines, got 5000") {
+		t.Fatalf("5,000 empty lines: %d, %d bytes of answer; want a 400 that says the count, under 32 KiB", res.status, len(res.body))
+	}
+
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, tc := range []struct {
+		state, want string
+	}{{"vendor=abc", "vendor=abc"}, {"vendor=" + strings.Repeat("x", 1000), ""}} {
+		res := c.postJSON("/v1/orders", validOrder, "traceparent", tp, "tracestate", tc.state)
+		var acc command.OrderAccepted
+		res.decode(t, &acc)
+		var page command.StreamEvents
+		c.do(http.MethodGet, "/v1/streams/"+acc.StreamID+"/events", "", nil).decode(t, &page)
+		if len(page.Events) != 1 || page.Events[0].Metadata.TraceParent != tp || page.Events[0].Metadata.TraceState != tc.want {
+			t.Fatalf("tracestate of %d characters: metadata %+v, want tracestate %q", len(tc.state), page.Events, tc.want)
+		}
+	}
+}
