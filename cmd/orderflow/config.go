@@ -33,7 +33,10 @@ type Config struct {
 	AppendWorkers   int
 	MigrateOnStart  bool
 	ShutdownTimeout time.Duration
-	LogLevel        slog.Level
+	// ShutdownDelay is how long a stopping process keeps serving after it
+	// failed /readyz and left Consul, before it closes its listeners.
+	ShutdownDelay time.Duration
+	LogLevel      slog.Level
 
 	MinVersionWait time.Duration
 
@@ -95,6 +98,7 @@ var settings = []setting{
 	{"ORDERFLOW_APPEND_WORKERS", "append-workers", "2", "concurrent append transactions; concurrent appends beyond them share commits"},
 	{"ORDERFLOW_MIGRATE_ON_START", "migrate", "true", "apply migrations at start-up"},
 	{"ORDERFLOW_SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long SIGTERM waits for requests in flight"},
+	{"ORDERFLOW_SHUTDOWN_DELAY", "shutdown-delay", "0s", "after SIGTERM, how long to keep serving with /readyz failing and the Consul registration gone before closing the listeners, so gateways and load balancers stop sending here first (a few seconds behind any of them)"},
 	{"ORDERFLOW_LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
 	{"ORDERFLOW_ORDER_DEADLINE", "order-deadline", "30s", "how long an order may stay pending before the saga cancels it (reason timeout)"},
 	{"ORDERFLOW_MIN_VERSION_WAIT", "min-version-wait", "2s", "longest a query with min_version waits for the view before answering 412"},
@@ -263,6 +267,7 @@ func loadConfig(name string, args []string, getenv func(string) string) (Config,
 	cfg.PaymentLatency = duration("ORDERFLOW_PAYMENT_LATENCY", 0, 10*time.Minute)
 	cfg.PaymentBreakerTimeout = duration("ORDERFLOW_PAYMENT_BREAKER_OPEN_TIMEOUT", time.Millisecond, time.Hour)
 	cfg.DeadlineInterval = duration("ORDERFLOW_DEADLINE_INTERVAL", 10*time.Millisecond, time.Hour)
+	cfg.ShutdownDelay = duration("ORDERFLOW_SHUTDOWN_DELAY", 0, time.Minute)
 	cfg.PaymentBreakerFails = intIn("ORDERFLOW_PAYMENT_BREAKER_FAILURES", 1, 1000)
 	if cfg.PaymentFailureRate, err = strconv.ParseFloat(*vals["ORDERFLOW_PAYMENT_FAILURE_RATE"], 64); err != nil || cfg.PaymentFailureRate < 0 || cfg.PaymentFailureRate > 1 {
 		errs = append(errs, fmt.Errorf("ORDERFLOW_PAYMENT_FAILURE_RATE: want a number in [0, 1], got %q", *vals["ORDERFLOW_PAYMENT_FAILURE_RATE"]))
@@ -325,6 +330,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("append_workers", c.AppendWorkers),
 		slog.Bool("migrate_on_start", c.MigrateOnStart),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Duration("shutdown_delay", c.ShutdownDelay),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.Duration("order_deadline", c.OrderDeadline),
 		slog.Duration("min_version_wait", c.MinVersionWait),

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -102,5 +103,51 @@ func TestConsulRegistrationAndDiscovery(t *testing.T) {
 	gw.Stop(t)
 	if left := agent.Services(); len(left) != 0 {
 		t.Fatalf("still registered after both stopped: %+v", left)
+	}
+}
+
+// With ORDERFLOW_SHUTDOWN_DELAY, a stopping process leaves Consul and fails
+// /readyz at once, but keeps serving for the delay: a router that has not
+// noticed yet still reaches it (a POST is never retried elsewhere), and only
+// then are the listeners closed.
+func TestShutdownDelayKeepsServingAfterLeaving(t *testing.T) {
+	agent := consultest.MustNew(t)
+	p := MustStart(t, map[string]string{
+		"DATABASE_URL": dbtest.MustURL(t), "ORDERFLOW_ROLES": "command,query", "CONSUL_HTTP_ADDR": agent.URL,
+		"ORDERFLOW_SHUTDOWN_DELAY": "3s",
+	})
+	if regs := registrationsOf(agent, p.base); len(regs) != 2 {
+		t.Fatalf("registered at start: %+v, want command and query", agent.Services())
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the process leaves Consul", func() bool { return len(registrationsOf(agent, p.base)) == 0 })
+	status := func(method, path, body string) int {
+		req, _ := http.NewRequest(method, p.base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := status(http.MethodPost, "/v1/inventory/SKU-LATE/stock", `{"quantity":1}`); code != http.StatusOK {
+		t.Fatalf("a command right after the process left Consul: %d, want 200 (still serving)", code)
+	}
+	if code := status(http.MethodGet, "/readyz", ""); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz while stopping: %d, want 503", code)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("exited with %v after SIGTERM", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not exit within 30s of SIGTERM")
+	}
+	if code := status(http.MethodGet, "/healthz", ""); code != 0 {
+		t.Fatalf("still answering after exit: %d", code)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
 
@@ -52,6 +53,13 @@ func runServers(ctx context.Context, cfg Config, consul *consulapi.Client, endpo
 	}
 	if deregister != nil {
 		deregister()
+	}
+	// Still serving, and telling whoever asks that it is stopping: a
+	// gateway or load balancer that has not noticed yet would otherwise send
+	// requests to closed ports, and a POST is never retried elsewhere.
+	if cfg.ShutdownDelay > 0 {
+		logger.Info("shutting down: serving a while longer while routers notice", "delay", cfg.ShutdownDelay)
+		time.Sleep(cfg.ShutdownDelay) // a fixed grace period, not a condition to await
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
