@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -453,8 +454,10 @@ func (p *Participants) settle(ctx context.Context, trigger eventstore.Event, act
 // same skus in one append. The first attempt decides on the reservations
 // as the items read them: every write to a reservation stream expects the
 // version it was decided on, so one that moved since conflicts, and the
-// retry reads them all afresh. An order twice in a batch is settled once,
-// by its first item.
+// retry reads them all afresh. Every item is decided, in order, on its
+// order's reservation as the items before it in the batch leave it: an
+// order with a commit and then a release in one batch gets both, and a
+// duplicate decides nothing the second time.
 func (p *Participants) settleBatch(skus []orderflow.SKU, items []toSettle) error {
 	ctx, cancel := context.WithTimeout(context.Background(), reserveTimeout)
 	defer cancel()
@@ -463,31 +466,39 @@ func (p *Participants) settleBatch(skus []orderflow.SKU, items []toSettle) error
 	var (
 		triggers []eventstore.Event
 		ids      []orderflow.OrderID
-		unique   []toSettle
+		read     = map[orderflow.OrderID]Reservation{} // as the first item of each order read it
 	)
 	for _, it := range items {
 		triggers = append(triggers, it.trigger)
-		if !slices.Contains(ids, it.id) {
-			ids, unique = append(ids, it.id), append(unique, it)
+		if _, ok := read[it.id]; !ok {
+			ids, read[it.id] = append(ids, it.id), it.res
 		}
-	}
-	res := make([]Reservation, len(unique))
-	for i, it := range unique {
-		res[i] = it.res
 	}
 	a := eventstore.Append{Fingerprint: action, CommandID: batchCommandID(action, triggers)}
 	first := true
-	return p.appendRetrying(ctx, a, fmt.Sprintf("%s of %d orders", action, len(unique)), func(a *eventstore.Append) error {
+	return p.appendRetrying(ctx, a, fmt.Sprintf("%s of %d orders", action, len(ids)), func(a *eventstore.Append) error {
 		if !first {
-			var err error
-			if res, err = p.reservations(ctx, ids); err != nil {
+			fresh, err := p.reservations(ctx, ids)
+			if err != nil {
 				return err
+			}
+			for i, id := range ids {
+				read[id] = fresh[i]
 			}
 		}
 		first = false
-		for i, it := range unique {
-			if err := addWrites(a, it.decide(it.id, res[i]), metadata(it.trigger, it.action)); err != nil {
+		cur := maps.Clone(read)
+		for _, it := range items {
+			writes := it.decide(it.id, cur[it.id])
+			if err := addWrites(a, writes, metadata(it.trigger, it.action)); err != nil {
 				return err
+			}
+			for _, w := range writes {
+				if w.StreamID == it.id.ReservationStream() {
+					for _, e := range w.Events {
+						cur[it.id] = cur[it.id].Apply(e)
+					}
+				}
 			}
 		}
 		return nil

@@ -1,0 +1,102 @@
+package saga
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/command"
+	"github.com/orderflow/orderflow/eventstore"
+	"github.com/orderflow/orderflow/internal/dbtest"
+	"github.com/orderflow/orderflow/paymentprovider"
+)
+
+// noProvider is a Provider for reactions that never pay.
+type noProvider struct{}
+
+func (noProvider) Charge(context.Context, string, int64, string) (paymentprovider.Charge, error) {
+	panic("no charge expected")
+}
+func (noProvider) Void(context.Context, string) (paymentprovider.Charge, error) {
+	panic("no void expected")
+}
+func (noProvider) Refund(context.Context, string, int64, string) (paymentprovider.Refund, error) {
+	panic("no refund expected")
+}
+
+// A settle batch holding a stale commit and then a release of one order
+// (the commit queued before a restart, then made by another process, then
+// the order cancelled) releases it: every item is decided on what the ones
+// before it left, not only the first item of each order.
+func TestASettleBatchDecidesEveryItemOfAnOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.MustPool(t)
+	store, err := eventstore.New(pool, eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	p, err := New(store, noProvider{}, pool, time.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stock, _ := command.NewAddStockHandler(store, time.Now)
+	add, _ := command.NewAddStock("PEAR", 5)
+	if _, err := stock.Handle(ctx, add, command.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	place, _ := command.NewPlaceOrderHandler(store, time.Now, 0)
+	cmd, _ := command.NewPlaceOrder("c-1", []command.LineInput{{SKU: "PEAR", Quantity: 2, UnitPriceCents: 10}})
+	acc, err := place.Handle(ctx, cmd, command.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	placed, err := store.ReadStream(ctx, acc.StreamID, 1, 1)
+	if err != nil || len(placed) != 1 {
+		t.Fatalf("OrderPlaced: %v, %v", placed, err)
+	}
+	if err := p.inventory(ctx, placed[0]); err != nil {
+		t.Fatal(err)
+	}
+	var id orderflow.OrderID
+	if id, err = orderflow.ParseOrderID("id", acc.StreamID[len(orderflow.OrderStreamPrefix):]); err != nil {
+		t.Fatal(err)
+	}
+	reserved, err := p.reservation(ctx, id)
+	if err != nil || reserved.Status != ReservationReserved {
+		t.Fatalf("reservation %+v, %v; want reserved", reserved, err)
+	}
+	trigger := func() eventstore.Event { return eventstore.Event{ID: uuid.New(), StreamID: id.Stream()} }
+	// Another process commits it.
+	if err := p.settle(ctx, trigger(), "inventory:commit", id, DecideCommit); err != nil {
+		t.Fatal(err)
+	}
+	committed, err := p.reservation(ctx, id)
+	if err != nil || !committed.Committed {
+		t.Fatalf("reservation %+v, %v; want committed", committed, err)
+	}
+	// Here: the stale commit, read before, then the release.
+	if err := p.settleBatch([]orderflow.SKU{"PEAR"}, []toSettle{
+		{trigger: trigger(), action: "inventory:commit", id: id, res: reserved, decide: DecideCommit},
+		{trigger: trigger(), action: "inventory:release", id: id, res: committed, decide: DecideRelease},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	events, err := store.ReadStream(ctx, id.ReservationStream(), 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, e := range events {
+		types = append(types, e.Type)
+	}
+	if !slices.Equal(types, []string{orderflow.EventInventoryReserved, orderflow.EventInventoryCommitted, orderflow.EventInventoryReleased}) {
+		t.Fatalf("reservation stream %v; want reserved, committed, released", types)
+	}
+}
