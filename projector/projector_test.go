@@ -47,6 +47,30 @@ func MustFixture(t *testing.T) fixture {
 	return fixture{pool: pool, store: store, engine: engine}
 }
 
+// inBothModes runs test, in parallel, handing events one at a time
+// (Engine.Handle) and in shared transactions (Engine.HandleBatched), each
+// on a fixture of its own.
+func inBothModes(t *testing.T, test func(t *testing.T, f fixture, handle handler)) {
+	t.Parallel()
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
+			t.Parallel()
+			f := MustFixture(t)
+			handle := handler(f.engine.Handle)
+			if batched {
+				handle = f.engine.HandleBatched
+			}
+			test(t, f, handle)
+		})
+	}
+}
+
+// placeOrder appends the OrderPlaced of a one-line order id, placed at.
+func (f fixture) placeOrder(t *testing.T, id orderflow.OrderID, at time.Time) {
+	t.Helper()
+	f.appendEvent(t, id.Stream(), orderflow.OrderPlaced{OrderID: id, CustomerID: "c", Lines: []orderflow.OrderLine{{SKU: "A", Quantity: 1, UnitPriceCents: 5}}, TotalCents: 5, PlacedAt: at})
+}
+
 func (f fixture) appendEvent(t *testing.T, stream string, e orderflow.Event) {
 	t.Helper()
 	f.appendEventWith(t, stream, e, eventstore.Metadata{})
@@ -408,7 +432,7 @@ func testPoison(t *testing.T, batched bool) {
 	good, bad := orderflow.NewOrderID(), orderflow.NewOrderID()
 	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	for _, id := range []orderflow.OrderID{good, bad} {
-		f.appendEvent(t, id.Stream(), orderflow.OrderPlaced{OrderID: id, CustomerID: "c", Lines: []orderflow.OrderLine{{SKU: "A", Quantity: 1, UnitPriceCents: 5}}, TotalCents: 5, PlacedAt: at})
+		f.placeOrder(t, id, at)
 		f.appendEvent(t, id.Stream(), orderflow.OrderCancelled{OrderID: id, Reason: "r", CancelledAt: at})
 	}
 	p := failing{Projection: projector.OrderDetails{}, stream: bad.Stream()}
@@ -563,7 +587,7 @@ func TestRebuildParksAnUndecodableEvent(t *testing.T) {
 			}
 			at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 			place := func(id orderflow.OrderID) {
-				f.appendEvent(t, id.Stream(), orderflow.OrderPlaced{OrderID: id, CustomerID: "c", Lines: []orderflow.OrderLine{{SKU: "A", Quantity: 1, UnitPriceCents: 5}}, TotalCents: 5, PlacedAt: at})
+				f.placeOrder(t, id, at)
 			}
 			var good []orderflow.OrderID
 			for range 4 {
@@ -630,7 +654,7 @@ func TestSwapKeepsWhatCommittedPastTheHorizon(t *testing.T) {
 	ctx := context.Background()
 	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	place := func(id orderflow.OrderID) {
-		f.appendEvent(t, id.Stream(), orderflow.OrderPlaced{OrderID: id, CustomerID: "c", Lines: []orderflow.OrderLine{{SKU: "A", Quantity: 1, UnitPriceCents: 5}}, TotalCents: 5, PlacedAt: at})
+		f.placeOrder(t, id, at)
 	}
 	early, late := orderflow.NewOrderID(), orderflow.NewOrderID()
 	place(early)
@@ -691,46 +715,37 @@ func TestSwapKeepsWhatCommittedPastTheHorizon(t *testing.T) {
 // stream parks at that one, with every version before it applied, whatever
 // order the events came in.
 func TestPoisonAheadOfItsGapParksAtTheBadVersion(t *testing.T) {
-	t.Parallel()
-	for _, batched := range []bool{false, true} {
-		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
-			t.Parallel()
-			f := MustFixture(t)
-			at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-			bad := orderflow.NewOrderID()
-			f.appendEvent(t, bad.Stream(), orderflow.OrderPlaced{OrderID: bad, CustomerID: "c", Lines: []orderflow.OrderLine{{SKU: "A", Quantity: 1, UnitPriceCents: 5}}, TotalCents: 5, PlacedAt: at})
-			f.appendUndecodable(t, bad.Stream())
-			f.appendEvent(t, bad.Stream(), orderflow.OrderCancelled{OrderID: bad, Reason: "r", CancelledAt: at})
-			log := f.readLog(t)
-			handle := f.engine.Handle
-			if batched {
-				handle = f.engine.HandleBatched
+	inBothModes(t, func(t *testing.T, f fixture, handle handler) {
+		at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+		bad := orderflow.NewOrderID()
+		f.placeOrder(t, bad, at)
+		f.appendUndecodable(t, bad.Stream())
+		f.appendEvent(t, bad.Stream(), orderflow.OrderCancelled{OrderID: bad, Reason: "r", CancelledAt: at})
+		log := f.readLog(t)
+		p := projector.OrderDetails{}
+		ctx := context.Background()
+		// The last version first: the first two are missing.
+		for _, step := range []struct {
+			i    int
+			want []projector.Outcome
+		}{{2, []projector.Outcome{projector.Skipped}}, {0, []projector.Outcome{projector.Skipped, projector.Duplicate}}, {1, []projector.Outcome{projector.Skipped}}} {
+			out, err := handle(ctx, p, log[step.i])
+			if err != nil || !slices.Contains(step.want, out) {
+				t.Fatalf("%s@%d: %v, %v; want %v", log[step.i].StreamID, log[step.i].Version, out, err, step.want)
 			}
-			p := projector.OrderDetails{}
-			ctx := context.Background()
-			// The last version first: the first two are missing.
-			for _, step := range []struct {
-				i    int
-				want []projector.Outcome
-			}{{2, []projector.Outcome{projector.Skipped}}, {0, []projector.Outcome{projector.Skipped, projector.Duplicate}}, {1, []projector.Outcome{projector.Skipped}}} {
-				out, err := handle(ctx, p, log[step.i])
-				if err != nil || !slices.Contains(step.want, out) {
-					t.Fatalf("%s@%d: %v, %v; want %v", log[step.i].StreamID, log[step.i].Version, out, err, step.want)
-				}
-			}
-			v, err := projector.LoadOrder(ctx, f.pool, projector.Live, bad)
-			if err != nil || v == nil || v.Status != projector.StatusPending || v.Version != 1 {
-				t.Fatalf("order = %+v, %v; want pending at version 1, what came before the bad event", v, err)
-			}
-			status, err := f.engine.Status(ctx, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(status.Parked) != 1 || status.Parked[0].StreamID != bad.Stream() || status.Parked[0].Version != 2 {
-				t.Fatalf("parked = %+v, want %s at version 2, the bad event", status.Parked, bad.Stream())
-			}
-		})
-	}
+		}
+		v, err := projector.LoadOrder(ctx, f.pool, projector.Live, bad)
+		if err != nil || v == nil || v.Status != projector.StatusPending || v.Version != 1 {
+			t.Fatalf("order = %+v, %v; want pending at version 1, what came before the bad event", v, err)
+		}
+		status, err := f.engine.Status(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(status.Parked) != 1 || status.Parked[0].StreamID != bad.Stream() || status.Parked[0].Version != 2 {
+			t.Fatalf("parked = %+v, want %s at version 2, the bad event", status.Parked, bad.Stream())
+		}
+	})
 }
 
 // A message for a version the store does not hold (a restored database, a
@@ -738,46 +753,37 @@ func TestPoisonAheadOfItsGapParksAtTheBadVersion(t *testing.T) {
 // spent: the versions missing before it cannot be read, so there is nothing
 // to handle one by one first, and nothing to wait for.
 func TestEventBeyondTheStoredStreamParks(t *testing.T) {
-	t.Parallel()
-	for _, batched := range []bool{false, true} {
-		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
-			t.Parallel()
-			f := MustFixture(t)
-			at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-			id := orderflow.NewOrderID()
-			f.appendEvent(t, id.Stream(), orderflow.OrderPlaced{OrderID: id, CustomerID: "c", Lines: []orderflow.OrderLine{{SKU: "A", Quantity: 1, UnitPriceCents: 5}}, TotalCents: 5, PlacedAt: at})
-			f.appendEvent(t, id.Stream(), orderflow.OrderCancelled{OrderID: id, Reason: "r", CancelledAt: at})
-			log := f.readLog(t)
-			handle := f.engine.Handle
-			if batched {
-				handle = f.engine.HandleBatched
-			}
-			p := projector.OrderDetails{}
-			// Bounded: a handler that keeps looking for the missing
-			// versions runs into this deadline instead of parking.
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			if out, err := handle(ctx, p, log[0]); err != nil || out != projector.Applied {
-				t.Fatalf("version 1: %v, %v", out, err)
-			}
-			beyond := log[1]
-			beyond.ID, beyond.Version = uuid.New(), 4 // the store holds versions 1 and 2
-			if out, err := handle(ctx, p, beyond); err != nil || out != projector.Parked {
-				t.Fatalf("version 4 of a stream stored up to 2: %v, %v; want parked", out, err)
-			}
-			status, err := f.engine.Status(context.Background(), p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(status.Parked) != 1 || status.Parked[0].StreamID != id.Stream() || status.Parked[0].Version != 4 {
-				t.Fatalf("parked = %+v, want %s at version 4", status.Parked, id.Stream())
-			}
-			v, err := projector.LoadOrder(context.Background(), f.pool, projector.Live, id)
-			if err != nil || v == nil || v.Version != 1 {
-				t.Fatalf("order = %+v, %v; want it left at version 1", v, err)
-			}
-		})
-	}
+	inBothModes(t, func(t *testing.T, f fixture, handle handler) {
+		at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+		id := orderflow.NewOrderID()
+		f.placeOrder(t, id, at)
+		f.appendEvent(t, id.Stream(), orderflow.OrderCancelled{OrderID: id, Reason: "r", CancelledAt: at})
+		log := f.readLog(t)
+		p := projector.OrderDetails{}
+		// Bounded: a handler that keeps looking for the missing
+		// versions runs into this deadline instead of parking.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if out, err := handle(ctx, p, log[0]); err != nil || out != projector.Applied {
+			t.Fatalf("version 1: %v, %v", out, err)
+		}
+		beyond := log[1]
+		beyond.ID, beyond.Version = uuid.New(), 4 // the store holds versions 1 and 2
+		if out, err := handle(ctx, p, beyond); err != nil || out != projector.Parked {
+			t.Fatalf("version 4 of a stream stored up to 2: %v, %v; want parked", out, err)
+		}
+		status, err := f.engine.Status(context.Background(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(status.Parked) != 1 || status.Parked[0].StreamID != id.Stream() || status.Parked[0].Version != 4 {
+			t.Fatalf("parked = %+v, want %s at version 4", status.Parked, id.Stream())
+		}
+		v, err := projector.LoadOrder(context.Background(), f.pool, projector.Live, id)
+		if err != nil || v == nil || v.Version != 1 {
+			t.Fatalf("order = %+v, %v; want it left at version 1", v, err)
+		}
+	})
 }
 
 // A live batch on a fresh connection waits for a swap without holding any
@@ -789,7 +795,7 @@ func TestALiveBatchWaitingForASwapHoldsNoTable(t *testing.T) {
 	t.Parallel()
 	f := MustFixture(t)
 	id := orderflow.NewOrderID()
-	f.appendEvent(t, id.Stream(), orderflow.OrderPlaced{OrderID: id, CustomerID: "c", Lines: []orderflow.OrderLine{{SKU: "A", Quantity: 1, UnitPriceCents: 5}}, TotalCents: 5, PlacedAt: time.Now().UTC()})
+	f.placeOrder(t, id, time.Now().UTC())
 	log := f.readLog(t)
 	ctx := context.Background()
 

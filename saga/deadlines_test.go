@@ -27,23 +27,7 @@ func TestDeadlinesFireOnceAndSurviveADeadScheduler(t *testing.T) {
 	w := MustWorld(t, nil)
 	ctx := context.Background()
 	placedAt := time.Now()
-	var ids []orderflow.OrderID
-	for range 30 {
-		id := orderflow.NewOrderID()
-		cmd, err := command.NewPlaceOrder("c-1", []command.LineInput{{SKU: "A", Quantity: 1, UnitPriceCents: 100}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range command.DecidePlaceOrder(id, cmd, placedAt, time.Minute) {
-			data, _ := eventcodec.Encode(e)
-			_, err := w.store.Append(ctx, eventstore.Append{Streams: []eventstore.StreamAppend{{StreamID: id.Stream(), Expected: eventstore.NoStream,
-				Events: []eventstore.EventData{{Type: e.EventType(), SchemaVersion: 1, Data: data}}}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		ids = append(ids, id)
-	}
+	ids := placeDated(t, w, 30, placedAt)
 	// Two orders were claimed by schedulers: one died an hour ago, one is
 	// firing right now.
 	later := placedAt.Add(time.Hour)
@@ -229,6 +213,29 @@ func TestDeadlineIsRecordedWhenTheOrderIsPlaced(t *testing.T) {
 	}
 }
 
+// placeDated places n one-line orders at placedAt, each due a minute later,
+// by appending what the command decides (no API), and returns their ids.
+func placeDated(t *testing.T, w *world, n int, placedAt time.Time) []orderflow.OrderID {
+	t.Helper()
+	var ids []orderflow.OrderID
+	for range n {
+		id := orderflow.NewOrderID()
+		cmd, err := command.NewPlaceOrder("c-1", []command.LineInput{{SKU: "A", Quantity: 1, UnitPriceCents: 100}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range command.DecidePlaceOrder(id, cmd, placedAt, time.Minute) {
+			data, _ := eventcodec.Encode(e)
+			if _, err := w.store.Append(context.Background(), eventstore.Append{Streams: []eventstore.StreamAppend{{StreamID: id.Stream(), Expected: eventstore.NoStream,
+				Events: []eventstore.EventData{{Type: e.EventType(), SchemaVersion: 1, Data: data}}}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // orderOf returns the order a placement accepted.
 func orderOf(t *testing.T, acc command.Accepted) orderflow.OrderID {
 	t.Helper()
@@ -247,22 +254,7 @@ func TestAFailingDeadlineHoldsBackNoOther(t *testing.T) {
 	w := MustWorld(t, nil)
 	ctx := context.Background()
 	placedAt := time.Now()
-	var ids []orderflow.OrderID
-	for range 3 {
-		id := orderflow.NewOrderID()
-		cmd, err := command.NewPlaceOrder("c-1", []command.LineInput{{SKU: "A", Quantity: 1, UnitPriceCents: 100}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range command.DecidePlaceOrder(id, cmd, placedAt, time.Minute) {
-			data, _ := eventcodec.Encode(e)
-			if _, err := w.store.Append(ctx, eventstore.Append{Streams: []eventstore.StreamAppend{{StreamID: id.Stream(), Expected: eventstore.NoStream,
-				Events: []eventstore.EventData{{Type: e.EventType(), SchemaVersion: 1, Data: data}}}}}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		ids = append(ids, id)
-	}
+	ids := placeDated(t, w, 3, placedAt)
 	// The first to come due cannot be read.
 	bad := ids[0]
 	if _, err := w.store.Append(ctx, eventstore.Append{Streams: []eventstore.StreamAppend{{StreamID: bad.Stream(), Expected: eventstore.Exactly(1),

@@ -139,14 +139,7 @@ func TestShutdownDelayKeepsServingAfterLeaving(t *testing.T) {
 	if code := status(http.MethodGet, "/readyz", ""); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz while stopping: %d, want 503", code)
 	}
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Fatalf("exited with %v after SIGTERM", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("did not exit within 30s of SIGTERM")
-	}
+	p.awaitCleanExit(t)
 	if code := status(http.MethodGet, "/healthz", ""); code != 0 {
 		t.Fatalf("still answering after exit: %d", code)
 	}

@@ -142,6 +142,13 @@ func (p *process) Stop(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
 	}
+	p.awaitCleanExit(t)
+}
+
+// awaitCleanExit waits for the process, signalled, to exit, failing the
+// test unless it exits cleanly within 30s.
+func (p *process) awaitCleanExit(t *testing.T) {
+	t.Helper()
 	select {
 	case err := <-p.done:
 		if err != nil {
