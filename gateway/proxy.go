@@ -146,9 +146,9 @@ func (g *Gateway) tooLarge(w http.ResponseWriter, r *http.Request) {
 // upstreamHeader makes r's header what an upstream gets, in place (the
 // reverse proxy copies it): the caller's identity in ClientHeader and
 // RoleHeader (any X-Orderflow-* the client sent is dropped), no
-// Authorization and no Connection, the request id, a valid traceparent (a new trace when the
-// client sent none or a malformed one) and the Idempotency-Key scoped to the
-// client. An Idempotency-Key the command API would refuse is refused here
+// Authorization and no Connection, the request id, a valid traceparent (a
+// new trace when the client sent none or a malformed one) and the
+// Idempotency-Key scoped to the client. An Idempotency-Key the command API would refuse is refused here
 // with the same 400, since a scoped copy of it could otherwise pass.
 func upstreamHeader(r *http.Request, who identity) (http.Header, error) {
 	if r.Header == nil {

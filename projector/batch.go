@@ -189,10 +189,11 @@ func (en *Engine) streamStates(ctx context.Context, tx pgx.Tx, p Projection, eve
 
 // applyLive applies events (sorted by stream and version) to p's live
 // tables with the checkpoints of their streams, in a live transaction (see
-// live), and returns each event's outcome. A stream's events at or below its checkpoint are duplicates;
-// versions missing between the checkpoint and the newest event are read from
-// the event store; a parked stream is skipped. It takes the shared side of
-// the projection's lock, so a rebuild can swap tables under it.
+// live: it holds the shared side of the projection's lock, so a rebuild can
+// swap tables under it), and returns each event's outcome. A stream's events
+// at or below its checkpoint are duplicates; versions missing between the
+// checkpoint and the newest event are read from the event store; a parked
+// stream is skipped.
 //
 // A stream's checkpoint is its row in p's checkpoint table or, if it has
 // none, its last version at or before the position the last rebuild

@@ -22,9 +22,10 @@ const DeadlineLease = time.Minute
 // FireDeadlines cancels, with reason "timeout", the orders still pending at
 // their deadline, at most limit of them, and returns how many deadlines it
 // fired, with the errors of those it could not fire (they are tried again
-// once their claim's lease runs out; the others fire regardless). It claims them first in one statement, skipping rows another
-// instance is claiming, so instances running side by side fire different
-// ones, and holds no transaction open while it appends. An instance that
+// once their claim's lease runs out; the others fire regardless). It claims
+// them first in one statement, skipping rows another instance is claiming,
+// so instances running side by side fire different ones, and holds no
+// transaction open while it appends. An instance that
 // dies half-way leaves its claims to expire (DeadlineLease); firing one again
 // appends nothing new, its command id being the deadline's.
 func (p *Participants) FireDeadlines(ctx context.Context, limit int) (int, error) {

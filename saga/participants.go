@@ -532,26 +532,24 @@ func (p *Participants) paymentOnInventory(ctx context.Context, e eventstore.Even
 		// never charges twice. While the breaker is open this fails fast
 		// and the trigger is retried later; the order waits, it does not fail.
 		key := "charge:" + ev.OrderID.String()
-		if !ShouldCharge(string(o.Status), pay) {
+		var charge paymentprovider.Charge
+		if ShouldCharge(string(o.Status), pay) {
+			if charge, err = p.provider.Charge(ctx, ev.OrderID.String(), ev.TotalCents, key); err != nil {
+				return nil, fmt.Errorf("charge order %s: %w", ev.OrderID, err)
+			}
+		} else {
 			// Cancelled while the charge waited (a provider outage past the
 			// deadline). An earlier attempt may still have charged (its
 			// answer lost, or a second delivery of the trigger charging right
 			// now): voiding the key returns that charge, recorded as captured
 			// and then refunded like any late capture, or makes sure there
 			// never is one.
-			charge, err := p.provider.Void(ctx, key)
-			if err != nil {
+			if charge, err = p.provider.Void(ctx, key); err != nil {
 				return nil, fmt.Errorf("void the charge of order %s: %w", ev.OrderID, err)
 			}
-			reason := charge.DeclineReason
-			if reason == paymentprovider.VoidedDeclineReason {
-				reason = "order " + string(o.Status) + " before it was charged"
+			if charge.DeclineReason == paymentprovider.VoidedDeclineReason {
+				charge.DeclineReason = "order " + string(o.Status) + " before it was charged"
 			}
-			return DecideChargeResult(ev.OrderID, pay, charge.Status == paymentprovider.StatusCaptured, ev.TotalCents, charge.ID, reason), nil
-		}
-		charge, err := p.provider.Charge(ctx, ev.OrderID.String(), ev.TotalCents, key)
-		if err != nil {
-			return nil, fmt.Errorf("charge order %s: %w", ev.OrderID, err)
 		}
 		return DecideChargeResult(ev.OrderID, pay, charge.Status == paymentprovider.StatusCaptured, ev.TotalCents, charge.ID, charge.DeclineReason), nil
 	})
