@@ -12,12 +12,14 @@ import (
 	"github.com/orderflow/orderflow/internal/dbtest"
 )
 
-// 010's set-based orderflow_append answers every batch as 001's, statement
-// by statement, did, and leaves the same events and commands: random batches
+// The set-based orderflow_append (010, its lookup mended by 015) answers
+// every batch as 001's, statement by statement, did, and leaves the same
+// events and commands: random batches
 // with appends that share streams and command ids within a batch and across
 // batches, expected versions that hold or not, multi-stream appends that
 // fail on one stream, and retried commands with the same or another
-// fingerprint. Going down from 010 brings 001's function back.
+// fingerprint. Going down from 015 brings 010's function back, and from 010
+// 001's.
 func TestSetBasedAppendMatchesStatementByStatement(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -32,7 +34,7 @@ func TestSetBasedAppendMatchesStatementByStatement(t *testing.T) {
 		}
 		return conn
 	}
-	old, set := connect(9), connect(10)
+	old, set := connect(9), connect(latest(t))
 
 	rng := rand.New(rand.NewPCG(5, 10))
 	streams := []string{"order-a", "order-b", "sku-1", "sku-2", "reservation-x"}
@@ -118,19 +120,78 @@ func TestSetBasedAppendMatchesStatementByStatement(t *testing.T) {
 		}
 	}
 
-	// Down from 010: 001's function again, answering as before.
-	if err := mustMigrator(t, set).MigrateTo(ctx, 9); err != nil {
-		t.Fatalf("down to 9: %v", err)
+	// Down from 015: 010's function; down from 010: 001's.
+	source := func(conn *pgx.Conn) string {
+		var src string
+		if err := conn.QueryRow(ctx, "select prosrc from pg_proc where proname = 'orderflow_append'").Scan(&src); err != nil {
+			t.Fatal(err)
+		}
+		return src
 	}
-	var src string
-	if err := set.QueryRow(ctx, "select prosrc from pg_proc where proname = 'orderflow_append'").Scan(&src); err != nil {
+	for _, v := range []int32{14, 9} {
+		if err := mustMigrator(t, set).MigrateTo(ctx, v); err != nil {
+			t.Fatalf("down to %d: %v", v, err)
+		}
+		if got, want := source(set), source(connect(v)); got != want {
+			t.Fatalf("after going down to %d, orderflow_append is not the function migrating up to %d makes", v, v)
+		}
+	}
+}
+
+// orderflow_append finds a batch's command ids through the primary key,
+// whatever the size of commands: 010's lookup read the whole table for
+// every batch, up to tens of thousands of rows.
+func TestAppendLooksUpCommandsByIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbtest.MustURL(t))
+	if err != nil {
 		t.Fatal(err)
 	}
-	var oldSrc string
-	if err := old.QueryRow(ctx, "select prosrc from pg_proc where proname = 'orderflow_append'").Scan(&oldSrc); err != nil {
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `insert into commands (command_id, fingerprint, result)
+		select 'stored-' || g, 'fp', '{}' from generate_series(1, 20000) g`); err != nil {
 		t.Fatal(err)
 	}
-	if src != oldSrc {
-		t.Fatal("after going down from 010, orderflow_append is not 001's")
+	if _, err := conn.Exec(ctx, `analyze commands`); err != nil {
+		t.Fatal(err)
+	}
+	var batch []map[string]any
+	for i := range 25 {
+		cmd := fmt.Sprintf("new-%d", i)
+		if i%5 == 0 {
+			cmd = fmt.Sprintf("stored-%d", 1+i) // a retry: answered from the stored command
+		}
+		batch = append(batch, map[string]any{"cmd": cmd, "fp": "fp", "streams": []map[string]any{{"id": fmt.Sprintf("order-%d", i), "exp": -1,
+			"events": []map[string]any{{"id": fmt.Sprintf("00000000-0000-7000-8000-%012d", i), "type": "E", "sv": 1, "data": map[string]int{}}}}}})
+	}
+	raw, _ := json.Marshal(batch)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var answer []byte
+	if err := tx.QueryRow(ctx, "select orderflow_append($1::jsonb)", raw).Scan(&answer); err != nil {
+		t.Fatal(err)
+	}
+	var results []struct {
+		S string `json:"s"`
+	}
+	if err := json.Unmarshal(answer, &results); err != nil || len(results) != len(batch) {
+		t.Fatalf("answer %s: %v", answer, err)
+	}
+	for i, r := range results {
+		if want := map[bool]string{true: "dup", false: "ok"}[i%5 == 0]; r.S != want {
+			t.Fatalf("append %d answered %q, want %q: %s", i, r.S, want, answer)
+		}
+	}
+	// This transaction's own reads of commands, so far.
+	var seq, idx int64
+	if err := tx.QueryRow(ctx, `select seq_scan, coalesce(idx_scan, 0) from pg_stat_xact_user_tables where relname = 'commands'`).Scan(&seq, &idx); err != nil {
+		t.Fatal(err)
+	}
+	if seq != 0 || idx == 0 {
+		t.Fatalf("commands read by %d sequential and %d index scans, want by the index only", seq, idx)
 	}
 }

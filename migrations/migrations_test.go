@@ -95,6 +95,16 @@ func mustMigrator(t *testing.T, conn *pgx.Conn) *migrate.Migrator {
 	return m
 }
 
+// latest is the version of the last migration.
+func latest(t *testing.T) int32 {
+	t.Helper()
+	m := &migrate.Migrator{}
+	if err := m.LoadMigrations(migrations.FS()); err != nil {
+		t.Fatal(err)
+	}
+	return int32(len(m.Migrations))
+}
+
 // Down from 012, orderflow_log_horizon is 011's function again and
 // orderflow_log_bound is gone; up again, the horizon is the bound's.
 func TestLogBoundDownRestoresTheHorizon(t *testing.T) {
