@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -23,8 +24,11 @@ func NewCancelOrder(orderID, reason string) (CancelOrder, error) {
 	v := &orderflow.ValidationError{}
 	id, err := orderflow.ParseOrderID("id", orderID)
 	v.Merge(err)
-	if utf8.RuneCountInString(reason) > orderflow.MaxReasonLength {
+	switch {
+	case utf8.RuneCountInString(reason) > orderflow.MaxReasonLength:
 		v.Add("reason", fmt.Sprintf("must be at most %d characters", orderflow.MaxReasonLength))
+	case strings.IndexByte(reason, 0) >= 0: // the event store cannot hold it
+		v.Add("reason", "must not contain NUL characters")
 	}
 	if err := v.Err(); err != nil {
 		return CancelOrder{}, err
@@ -78,6 +82,12 @@ func (h *CancelOrderHandler) Handle(ctx context.Context, cmd CancelOrder, meta M
 	}
 	events, err := DecideCancelOrder(o, cmd, h.now())
 	if err != nil {
+		// A retry of a request still in flight: the first may have
+		// cancelled the order between the lookup above and the load, and
+		// then its result is the answer, not "already cancelled".
+		if acc, done, rerr := replay(ctx, h.store, meta); done {
+			return acc, rerr
+		}
 		return Accepted{}, err
 	}
 	return appendEvents(ctx, h.store, meta, cmd.OrderID.Stream(), eventstore.Exactly(o.Version), events)

@@ -76,6 +76,7 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 var (
 	idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7E]{1,255}$`)
 	traceParentPattern    = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+	traceStatePattern     = regexp.MustCompile(`^[\x20-\x7E]*$`) // W3C: printable ASCII
 )
 
 // meta builds a command's Meta from the request. The fingerprint covers the
@@ -86,9 +87,10 @@ func meta(r *http.Request, operation, param string, decoded any) (Meta, error) {
 	if tp := r.Header.Get("traceparent"); traceParentPattern.MatchString(tp) {
 		m.TraceParent = tp
 		// W3C bounds tracestate at 32 members of at most 256 characters
-		// (vendors keep it under 512); a longer one is dropped rather than
-		// written into every event and Kafka header for good.
-		if ts := r.Header.Values("tracestate"); len(ts) == 1 && len(ts[0]) <= maxTraceState {
+		// (vendors keep it under 512) of printable ASCII; a longer one, or
+		// one of other bytes, is dropped rather than written into every
+		// event and Kafka header for good.
+		if ts := r.Header.Values("tracestate"); len(ts) == 1 && len(ts[0]) <= maxTraceState && traceStatePattern.MatchString(ts[0]) {
 			m.TraceState = ts[0]
 		}
 	}
@@ -316,7 +318,7 @@ const (
 func (a *API) streamEvents(w http.ResponseWriter, r *http.Request) {
 	stream := chi.URLParam(r, "id")
 	v := &orderflow.ValidationError{}
-	if stream == "" || len(stream) > maxStreamIDLength || orderflow.StreamCategory(stream) == "" {
+	if stream == "" || len(stream) > maxStreamIDLength || orderflow.StreamCategory(stream) == "" || !eventstore.Storable(stream) {
 		v.Add("id", "must be a stream id such as order-<uuid> or sku-<code>")
 	}
 	from := httpapi.QueryInt(r, "from", 1, 1, 1<<62, v)

@@ -153,6 +153,7 @@ func TestNewCancelOrderValidates(t *testing.T) {
 		{"not a uuid", "42", "", []string{"id"}},
 		{"uuid with braces", "{0190f2a4-7c1e-7b6e-9d51-3f0c2a9b8e11}", "", []string{"id"}},
 		{"reason too long", "0190f2a4-7c1e-7b6e-9d51-3f0c2a9b8e11", strings.Repeat("é", orderflow.MaxReasonLength+1), []string{"reason"}},
+		{"NUL in reason", "0190f2a4-7c1e-7b6e-9d51-3f0c2a9b8e11", "a\x00b", []string{"reason"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

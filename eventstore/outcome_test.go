@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderflow/orderflow/eventstore"
 	"github.com/orderflow/orderflow/internal/dbtest"
@@ -149,4 +150,82 @@ func TestAnAppendWhoseAnswerIsLostIsOfUnknownOutcome(t *testing.T) {
 			t.Fatalf("stream lost-%d: %d events, %v; want its one event", i, len(events), err)
 		}
 	}
+}
+
+// A batch that never reached the server (no connection could be made) fails
+// each of its appends at once: retried alone, each would wait out its own
+// timeout on the same unreachable server, one after another.
+func TestAppendsNeverSentAreNotRetriedAlone(t *testing.T) {
+	t.Parallel()
+	// A server that accepts connections and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	pool, err := pgxpool.New(context.Background(), "postgres://orderflow:x@"+ln.Addr().String()+"/orderflow?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	reg := prometheus.NewRegistry()
+	s, err := eventstore.New(pool, eventstore.Config{AppendWorkers: 1, AppendTimeout: 300 * time.Millisecond, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+
+	const appends = 10
+	var wg sync.WaitGroup
+	errs := make(chan error, appends)
+	for i := range appends {
+		wg.Go(func() {
+			_, err := s.Append(context.Background(), eventstore.Append{Streams: []eventstore.StreamAppend{{
+				StreamID: fmt.Sprintf("order-%d", i), Expected: eventstore.NoStream,
+				Events: []eventstore.EventData{{Type: "A", Data: []byte(`{}`)}}}}})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err == nil || errors.Is(err, eventstore.ErrOutcomeUnknown) {
+			t.Fatalf("append: %v; want a failure that certainly stored nothing", err)
+		}
+	}
+	// One transaction attempt per batch: with one worker, the first append
+	// goes alone and the rest queue behind it.
+	families, _ := reg.Gather() // the gauges that query the server fail; the histogram is there
+	for _, f := range families {
+		if f.GetName() != "orderflow_eventstore_append_batch_size" {
+			continue
+		}
+		if n := f.GetMetric()[0].GetHistogram().GetSampleCount(); n >= appends {
+			t.Fatalf("%d append transactions tried for %d appends; want one per batch, none per append", n, appends)
+		}
+		return
+	}
+	t.Fatal("no orderflow_eventstore_append_batch_size metric")
 }

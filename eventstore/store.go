@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	json "github.com/goccy/go-json"
 	"github.com/google/uuid"
@@ -218,23 +220,29 @@ func (s *Store) appendWorker() {
 	}
 }
 
-// runBatch appends a batch in one transaction. If the transaction certainly
-// failed as a whole, each append is retried alone so one bad append cannot
-// fail others. If its outcome is unknown (it may have committed), nothing is
-// retried: an append that had committed would be told it conflicts with
-// itself. Each caller gets ErrOutcomeUnknown instead.
+// runBatch appends a batch in one transaction. If the server refused the
+// transaction, each append is retried alone so one bad append cannot fail
+// others. If the batch was never sent (no connection), each append fails
+// with that error: alone, each would wait for the same server in turn. If
+// its outcome is unknown (it may have committed), nothing is retried: an
+// append that had committed would be told it conflicts with itself. Each
+// caller gets ErrOutcomeUnknown instead.
 func (s *Store) runBatch(batch []*appendRequest) {
 	s.batchSize.Observe(float64(len(batch)))
 	start := time.Now()
 	outs, err := s.execBatch(batch)
 	s.txTime.Observe(time.Since(start).Seconds())
-	if err != nil && !failedForCertain(err) {
-		err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
-	} else if err != nil && len(batch) > 1 {
-		for _, r := range batch {
-			s.runBatch([]*appendRequest{r})
+	switch {
+	case err == nil, neverSent(err):
+	case refused(err):
+		if len(batch) > 1 {
+			for _, r := range batch {
+				s.runBatch([]*appendRequest{r})
+			}
+			return
 		}
-		return
+	default:
+		err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 	}
 	wrote := false
 	for i, r := range batch {
@@ -273,8 +281,13 @@ func (s *Store) execBatch(batch []*appendRequest) ([]appendOutcome, error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AppendTimeout)
 	defer cancel()
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: append: %w: %w", errNotSent, err)
+	}
+	defer conn.Release()
 	var raw []byte
-	if err := s.pool.QueryRow(ctx, "select orderflow_append($1::jsonb)", buf.Bytes()).Scan(&raw); err != nil {
+	if err := conn.QueryRow(ctx, "select orderflow_append($1::jsonb)", buf.Bytes()).Scan(&raw); err != nil {
 		return nil, mapError(fmt.Errorf("eventstore: append: %w", err))
 	}
 	var results []batchResult
@@ -303,16 +316,22 @@ func (s *Store) execBatch(batch []*appendRequest) ([]appendOutcome, error) {
 	return outs, nil
 }
 
-// failedForCertain reports whether an append transaction that returned err
-// certainly stored nothing: the server refused it (an error of its own, the
-// statement rolled back), or it was never sent (no connection could be
-// made, or pgx says so). Anything else may have come after the commit.
-func failedForCertain(err error) bool {
-	var (
-		pg      *pgconn.PgError
-		connect *pgconn.ConnectError
-	)
-	return errors.As(err, &pg) || errors.As(err, &connect) || pgconn.SafeToRetry(err)
+// errNotSent marks an append transaction that never reached the server:
+// no connection could be had from the pool.
+var errNotSent = errors.New("no connection")
+
+// An append transaction that returned an error certainly stored nothing
+// when the server refused it (an error of its own: the statement rolled
+// back) or when it was never sent (no connection could be had or made, or
+// pgx says so). Anything else may have come after the commit.
+func refused(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg)
+}
+
+func neverSent(err error) bool {
+	var connect *pgconn.ConnectError
+	return errors.Is(err, errNotSent) || errors.As(err, &connect) || pgconn.SafeToRetry(err)
 }
 
 // mapError turns PostgreSQL errors callers branch on into sentinels.
@@ -349,12 +368,17 @@ func encodeAppend(a Append) ([]byte, error) {
 	if len(a.Streams) == 0 {
 		return nil, fmt.Errorf("%w: no streams", ErrInvalidAppend)
 	}
+	if !Storable(a.CommandID) || !Storable(a.Fingerprint) {
+		return nil, fmt.Errorf("%w: command id or fingerprint is not valid UTF-8 without NUL", ErrInvalidAppend)
+	}
 	w := wireAppend{Cmd: a.CommandID, FP: a.Fingerprint, Streams: make([]wireStream, len(a.Streams))}
 	seen := make(map[string]bool, len(a.Streams))
 	for i, st := range a.Streams {
 		switch {
 		case st.StreamID == "":
 			return nil, fmt.Errorf("%w: empty stream id", ErrInvalidAppend)
+		case !Storable(st.StreamID):
+			return nil, fmt.Errorf("%w: stream id %q is not valid UTF-8 without NUL", ErrInvalidAppend, st.StreamID)
 		case seen[st.StreamID]:
 			return nil, fmt.Errorf("%w: stream %s named twice", ErrInvalidAppend, st.StreamID)
 		case len(st.Events) == 0:
@@ -365,11 +389,18 @@ func encodeAppend(a Append) ([]byte, error) {
 		seen[st.StreamID] = true
 		ws := wireStream{ID: st.StreamID, Exp: int64(st.Expected), Events: make([]wireEvent, len(st.Events))}
 		for j, e := range st.Events {
-			if e.Type == "" {
-				return nil, fmt.Errorf("%w: event without a type in stream %s", ErrInvalidAppend, st.StreamID)
+			if e.Type == "" || !Storable(e.Type) {
+				return nil, fmt.Errorf("%w: event without a type, or one not valid UTF-8 without NUL, in stream %s", ErrInvalidAppend, st.StreamID)
 			}
 			if !json.Valid(e.Data) {
 				return nil, fmt.Errorf("%w: event %s in stream %s: data is not JSON", ErrInvalidAppend, e.Type, st.StreamID)
+			}
+			if !utf8.Valid(e.Data) || escapesNUL(e.Data) {
+				return nil, fmt.Errorf("%w: event %s in stream %s: data holds invalid UTF-8 or a NUL character", ErrInvalidAppend, e.Type, st.StreamID)
+			}
+			if m := e.Metadata; !Storable(m.CorrelationID) || !Storable(m.CausationID) || !Storable(m.CommandID) ||
+				!Storable(m.Actor) || !Storable(m.TraceParent) || !Storable(m.TraceState) {
+				return nil, fmt.Errorf("%w: event %s in stream %s: metadata is not valid UTF-8 without NUL", ErrInvalidAppend, e.Type, st.StreamID)
 			}
 			id := e.ID
 			if id == uuid.Nil {
@@ -384,6 +415,33 @@ func encodeAppend(a Append) ([]byte, error) {
 		w.Streams[i] = ws
 	}
 	return json.Marshal(w)
+}
+
+// Storable reports whether PostgreSQL can store s as text: valid UTF-8
+// without NUL. A string it cannot store fails the whole statement it rides
+// in, and with it every other append or read batched there.
+func Storable(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
+
+// escapesNUL reports whether the JSON text b holds the escape \u0000, which
+// jsonb refuses: a "\u0000" preceded by an even number of backslashes.
+func escapesNUL(b []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte(`\u0000`))
+		if j < 0 {
+			return false
+		}
+		j += i
+		n := 0
+		for k := j - 1; k >= 0 && b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return true
+		}
+		i = j + 1
+	}
 }
 
 func (s *Store) notify() {
@@ -460,6 +518,9 @@ type readResult struct {
 // one query as before. A read is served by a query that starts after it
 // was asked, so it sees every append that committed before.
 func (s *Store) ReadStream(ctx context.Context, streamID string, from int64, limit int) ([]Event, error) {
+	if !Storable(streamID) { // no such stream can exist, and the id would fail the batch's query
+		return nil, fmt.Errorf("eventstore: read %q: %w", streamID, ErrNotFound)
+	}
 	r, err := s.reads.Do(ctx, readRequest{stream: streamID, from: max(from, 1), limit: max(limit, 0)})
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: read %s: %w", streamID, err)

@@ -338,6 +338,18 @@ func TestInvalidAppendsStoreNothing(t *testing.T) {
 			{StreamID: "order-x", Expected: eventstore.Any, Events: []eventstore.EventData{ev("A", 1)}},
 			{StreamID: "order-x", Expected: eventstore.Any, Events: []eventstore.EventData{ev("A", 1)}},
 		}}},
+		// Text PostgreSQL cannot hold would fail the whole batch the append
+		// rides in, and json.Marshal would store invalid UTF-8 altered.
+		{"NUL in stream id", one("order-\x00", eventstore.Any, ev("A", 1))},
+		{"invalid UTF-8 in stream id", one("order-\xff", eventstore.Any, ev("A", 1))},
+		{"NUL in type", one("order-x", eventstore.Any, ev("A\x00", 1))},
+		{"NUL escaped in data", one("order-x", eventstore.Any, eventstore.EventData{Type: "A", Data: json.RawMessage(`{"r":"a\u0000b"}`)})},
+		{"NUL escaped after an escaped backslash", one("order-x", eventstore.Any, eventstore.EventData{Type: "A", Data: json.RawMessage(`{"r":"\\\u0000"}`)})},
+		{"invalid UTF-8 in data", one("order-x", eventstore.Any, eventstore.EventData{Type: "A", Data: json.RawMessage("{\"r\":\"\xff\"}")})},
+		{"NUL in metadata", one("order-x", eventstore.Any, eventstore.EventData{Type: "A", Data: json.RawMessage(`{}`),
+			Metadata: eventstore.Metadata{CorrelationID: "c\x00"}})},
+		{"NUL in command id", eventstore.Append{CommandID: "cmd\x00", Streams: []eventstore.StreamAppend{
+			{StreamID: "order-x", Expected: eventstore.Any, Events: []eventstore.EventData{ev("A", 1)}}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -348,6 +360,48 @@ func TestInvalidAppendsStoreNothing(t *testing.T) {
 	}
 	if n := countEvents(t, pool); n != 0 {
 		t.Fatalf("%d events stored; want 0", n)
+	}
+	// A backslash before "u0000" that is itself escaped is text, not NUL.
+	text := json.RawMessage(`{"r":"\\u0000"}`)
+	mustAppend(t, s, one("order-x", eventstore.Any, eventstore.EventData{Type: "A", Data: text}))
+	got, err := s.ReadStream(context.Background(), "order-x", 1, 0)
+	var data struct{ R string }
+	if err != nil || len(got) != 1 || json.Unmarshal(got[0].Data, &data) != nil || data.R != `\u0000` {
+		t.Fatalf("read %v, %v; want the one event with data %s", got, err, text)
+	}
+}
+
+// A read of a stream id PostgreSQL cannot hold finds nothing, and fails no
+// other read: concurrent reads share one query, which such an id would fail
+// for all of them.
+func TestUnstorableStreamIDFailsNoOtherRead(t *testing.T) {
+	t.Parallel()
+	s, _ := MustStore(t)
+	mustAppend(t, s, one("order-good", eventstore.NoStream, ev("A", 1)))
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 200 {
+		wg.Go(func() {
+			switch i % 4 {
+			case 0:
+				if _, err := s.ReadStream(context.Background(), "order-\x00", 1, 0); !errors.Is(err, eventstore.ErrNotFound) {
+					errs <- fmt.Errorf("read with NUL: %v; want ErrNotFound", err)
+				}
+			case 1:
+				if _, err := s.ReadStream(context.Background(), "order-\xff", 1, 0); !errors.Is(err, eventstore.ErrNotFound) {
+					errs <- fmt.Errorf("read with invalid UTF-8: %v; want ErrNotFound", err)
+				}
+			default:
+				if got, err := s.ReadStream(context.Background(), "order-good", 1, 0); err != nil || len(got) != 1 {
+					errs <- fmt.Errorf("good read: %d events, %v", len(got), err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
 
