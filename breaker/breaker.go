@@ -89,7 +89,8 @@ func New(cfg Config, logger *slog.Logger) (*Breaker, error) {
 		Timeout:     cfg.OpenTimeout,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.Failures },
 		IsExcluded: func(err error) bool {
-			return errors.Is(err, context.Canceled)
+			var ex excluded
+			return errors.Is(err, context.Canceled) || errors.As(err, &ex)
 		},
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			logger.Warn("circuit breaker state changed", "breaker", name, "from", from.String(), "to", to.String())
@@ -105,6 +106,17 @@ func New(cfg Config, logger *slog.Logger) (*Breaker, error) {
 	})
 	return &Breaker{cb: cb}, nil
 }
+
+// Excluded wraps an error that says nothing of the service behind the
+// breaker, such as the caller's own deadline passing: returned by Do's fn,
+// it counts neither as a failure nor as a success. (A cancelled context is
+// always excluded.) The error is err's, unwrapping to it.
+func Excluded(err error) error { return excluded{err} }
+
+type excluded struct{ err error }
+
+func (e excluded) Error() string { return e.err.Error() }
+func (e excluded) Unwrap() error { return e.err }
 
 // Do calls fn through the breaker. While the breaker is open it returns
 // ErrOpen at once without calling fn; otherwise it returns fn's error.

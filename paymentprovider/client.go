@@ -247,10 +247,11 @@ func roundTrip[T any](ctx context.Context, c *Client, path string, in any) (T, e
 }
 
 // unavailable wraps a failed exchange: in ErrUnavailable, unless the caller's
-// own context ended, which is the caller's doing, not the provider's.
+// own context ended (cancelled or past its deadline), which is the caller's
+// doing, not the provider's, and does not count against the breaker.
 func unavailable(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%w)", ctx.Err(), err)
+		return breaker.Excluded(fmt.Errorf("%w (%w)", ctx.Err(), err))
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }

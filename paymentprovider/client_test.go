@@ -294,6 +294,52 @@ func TestClientTimeoutIsAFailure(t *testing.T) {
 	}
 }
 
+// An outage that begins while a request waits out the latency refuses it
+// too: the provider is down when it would have handled it.
+func TestOutageRefusesRequestsAlreadyWaiting(t *testing.T) {
+	t.Parallel()
+	arrived := make(chan struct{}, 1)
+	p := MustProvider(t, paymentprovider.Config{Latency: time.Second}, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v1/charges" {
+				arrived <- struct{}{}
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	c, _ := MustClient(t, p, breaker.Config{Failures: 5, OpenTimeout: time.Hour})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Charge(t.Context(), "o-1", 1, "k-1")
+		errc <- err
+	}()
+	<-arrived
+	p.do(t, http.MethodPut, "/admin/outage", "", `{"down":true}`).decode(t, http.StatusOK, nil)
+	if err := <-errc; !errors.Is(err, paymentprovider.ErrUnavailable) {
+		t.Fatalf("Charge waiting when the outage began: %v, want ErrUnavailable", err)
+	}
+	if st := p.srv.State(); st.Charges != 0 {
+		t.Fatalf("state = %+v, want no charge", st)
+	}
+}
+
+// A caller whose own deadline passes gave up; the provider did not fail
+// (its per-call timeout, above, is the provider's failure).
+func TestClientCallerDeadlineIsNoFailure(t *testing.T) {
+	t.Parallel()
+	p := MustProvider(t, paymentprovider.Config{Latency: time.Minute}, nil)
+	c, br := MustClient(t, p, breaker.Config{Failures: 1, OpenTimeout: time.Hour})
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.Charge(ctx, "o-1", 1, "k-1")
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, paymentprovider.ErrUnavailable) {
+		t.Fatalf("Charge past the caller's deadline: %v, want DeadlineExceeded and not ErrUnavailable", err)
+	}
+	if br.State() != "closed" {
+		t.Fatalf("breaker %s after the caller's deadline with Failures 1, want closed", br.State())
+	}
+}
+
 func TestClientMalformedResponseIsAFailure(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -205,15 +205,23 @@ var errOutage = &httpapi.RequestError{Status: http.StatusServiceUnavailable, Slu
 
 // simulate is what makes the provider external-looking: during an outage it
 // refuses at once, otherwise it waits the configured latency, giving up when
-// the caller does.
+// the caller does, and refuses still if an outage began meanwhile.
 func (s *Server) simulate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	down := func(w http.ResponseWriter, r *http.Request) bool {
 		s.mu.Lock()
-		down, latency := s.cfg.Outage, s.cfg.Latency
+		down := s.cfg.Outage
 		s.mu.Unlock()
 		if down {
 			w.Header().Set("Retry-After", "1")
 			httpapi.Error(w, r, s.logger, errOutage)
+		}
+		return down
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		latency := s.cfg.Latency
+		s.mu.Unlock()
+		if down(w, r) {
 			return
 		}
 		if latency > 0 {
@@ -228,6 +236,9 @@ func (s *Server) simulate(next http.Handler) http.Handler {
 			case <-t.C:
 			case <-r.Context().Done():
 				httpapi.Error(w, r, s.logger, r.Context().Err())
+				return
+			}
+			if down(w, r) {
 				return
 			}
 		}

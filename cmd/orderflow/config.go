@@ -269,7 +269,7 @@ func loadConfig(name string, args []string, getenv func(string) string) (Config,
 	cfg.DeadlineInterval = duration("ORDERFLOW_DEADLINE_INTERVAL", 10*time.Millisecond, time.Hour)
 	cfg.ShutdownDelay = duration("ORDERFLOW_SHUTDOWN_DELAY", 0, time.Minute)
 	cfg.PaymentBreakerFails = intIn("ORDERFLOW_PAYMENT_BREAKER_FAILURES", 1, 1000)
-	if cfg.PaymentFailureRate, err = strconv.ParseFloat(*vals["ORDERFLOW_PAYMENT_FAILURE_RATE"], 64); err != nil || cfg.PaymentFailureRate < 0 || cfg.PaymentFailureRate > 1 {
+	if cfg.PaymentFailureRate, err = strconv.ParseFloat(*vals["ORDERFLOW_PAYMENT_FAILURE_RATE"], 64); err != nil || !(cfg.PaymentFailureRate >= 0 && cfg.PaymentFailureRate <= 1) { // NaN too
 		errs = append(errs, fmt.Errorf("ORDERFLOW_PAYMENT_FAILURE_RATE: want a number in [0, 1], got %q", *vals["ORDERFLOW_PAYMENT_FAILURE_RATE"]))
 	}
 	if cfg.MinVersionWait, err = time.ParseDuration(*vals["ORDERFLOW_MIN_VERSION_WAIT"]); err != nil || cfg.MinVersionWait <= 0 || cfg.MinVersionWait > time.Minute {

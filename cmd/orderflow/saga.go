@@ -45,9 +45,9 @@ func newSaga(cfg Config, pool *pgxpool.Pool, store *eventstore.Store, selfURL st
 }
 
 // sagaReactions runs every saga reaction, each through its own consumer
-// group, until ctx ends. Only undecodable messages are dead letters: a
-// provider outage or a database hiccup is retried until it passes, so no
-// order fails because of the outage itself.
+// group, until ctx ends. Dead letters are the messages no retry can help
+// (sagaPoison); a provider outage or a database hiccup is retried until it
+// passes, so no order fails because of the outage itself.
 func sagaReactions(ctx context.Context, cfg Config, participants *saga.Participants, m *sagaMetrics, logger *slog.Logger) error {
 	var consumers []consumer
 	for _, reaction := range participants.Reactions() {
@@ -69,7 +69,17 @@ func sagaReactions(ctx context.Context, cfg Config, participants *saga.Participa
 			},
 		})
 	}
-	return consume(ctx, cfg, consumers, func(err error) bool { return errors.Is(err, saga.ErrMalformed) }, logger)
+	return consume(ctx, cfg, consumers, sagaPoison, logger)
+}
+
+// sagaPoison picks the reaction errors that go to the dead-letter topic: an
+// undecodable trigger, and a request the payment provider refused for good
+// (a refund of a charge it no longer knows, say, after it lost its state).
+// Retried, either would hold its partition's later messages back forever;
+// as a dead letter it is in front of an operator, and an order it leaves
+// pending is cancelled at its deadline.
+func sagaPoison(err error) bool {
+	return errors.Is(err, saga.ErrMalformed) || errors.Is(err, paymentprovider.ErrRejected)
 }
 
 // otherTypes picks the messages of event types not in types: the reaction
