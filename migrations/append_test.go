@@ -150,10 +150,11 @@ func TestAppendLooksUpCommandsByIndex(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	// A long-lived pooled session ends up on generic plans, made once; the
-	// table is not analyzed meanwhile (autovacuum takes a minute to look).
+	// tables are not analyzed meanwhile (autovacuum takes a minute to look).
 	for _, sql := range []string{
 		`set plan_cache_mode = force_generic_plan`,
 		`alter table commands set (autovacuum_enabled = false)`,
+		`alter table events set (autovacuum_enabled = false)`,
 		`insert into commands (command_id, fingerprint, result) select 'stored-' || g, 'fp', '{}' from generate_series(1, 1000) g`,
 	} {
 		if _, err := conn.Exec(ctx, sql); err != nil {
@@ -201,12 +202,15 @@ func TestAppendLooksUpCommandsByIndex(t *testing.T) {
 	}
 	defer tx.Rollback(ctx)
 	appendBatch(tx, 2)
-	// This transaction's own reads of commands.
-	var seq, idx int64
-	if err := tx.QueryRow(ctx, `select seq_scan, coalesce(idx_scan, 0) from pg_stat_xact_user_tables where relname = 'commands'`).Scan(&seq, &idx); err != nil {
-		t.Fatal(err)
-	}
-	if seq != 0 || idx == 0 {
-		t.Fatalf("commands read by %d sequential and %d index scans, want by the index only", seq, idx)
+	// This transaction's own reads of commands, and of events (the
+	// streams' current versions, planned the same way).
+	for _, table := range []string{"commands", "events"} {
+		var seq, idx int64
+		if err := tx.QueryRow(ctx, `select seq_scan, coalesce(idx_scan, 0) from pg_stat_xact_user_tables where relname = $1`, table).Scan(&seq, &idx); err != nil {
+			t.Fatal(err)
+		}
+		if seq != 0 || idx == 0 {
+			t.Fatalf("%s read by %d sequential and %d index scans, want by the index only", table, seq, idx)
+		}
 	}
 }
