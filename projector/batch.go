@@ -69,6 +69,12 @@ func (en *Engine) HandleBatched(ctx context.Context, p Projection, e eventstore.
 // the database being away, it applies the events one by one (Handle), so
 // that only a stream whose event keeps failing is parked.
 func (en *Engine) applyBatch(p Projection, events []eventstore.Event) []result {
+	if en.turns != nil { // wait for a turn; the batcher gathers the next batch meanwhile
+		en.waiting.Inc()
+		en.turns <- struct{}{}
+		en.waiting.Dec()
+		defer func() { <-en.turns }()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
 	order := make([]int, len(events)) // events by stream and version

@@ -54,6 +54,7 @@ type Config struct {
 	KafkaReplication    int
 	RelayBatchSize      int
 	ConsumerInFlight    int
+	ProjectorMaxBatches int
 	KafkaBreakerFails   int
 	KafkaBreakerTimeout time.Duration
 
@@ -113,6 +114,7 @@ var settings = []setting{
 	{"ORDERFLOW_KAFKA_PARTITIONS", "kafka-partitions", "1", "partitions of each topic orderflow creates (existing topics keep theirs): how many processes of a consumer role can share a topic's work"},
 	{"ORDERFLOW_KAFKA_REPLICATION", "kafka-replication", "1", "replication factor of each topic the relay creates"},
 	{"ORDERFLOW_RELAY_BATCH_SIZE", "relay-batch-size", "1000", "most events the relay publishes per batch"},
+	{"ORDERFLOW_PROJECTOR_MAX_BATCHES", "projector-max-batches", "0", "projector: most live view transactions of all projections at once (0: one per projection); lower makes bigger batches and costs less CPU under load, for less fresh views: 1 leaves the saga more of a machine they share"},
 	{"ORDERFLOW_CONSUMER_IN_FLIGHT", "consumer-in-flight", "256", "projection and saga consumers: most messages each handler has out at once (a saga reaction: different keys concurrently, one key in order; a projection: any, applied together in one transaction)"},
 	{"ORDERFLOW_KAFKA_BREAKER_FAILURES", "kafka-breaker-failures", "5", "consecutive publish failures that open the Kafka breaker"},
 	{"ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT", "kafka-breaker-open-timeout", "5s", "how long the Kafka breaker stays open before a probe"},
@@ -242,6 +244,7 @@ func loadConfig(name string, args []string, getenv func(string) string) (Config,
 	cfg.RelayBatchSize = intIn("ORDERFLOW_RELAY_BATCH_SIZE", 1, 100_000)
 	cfg.KafkaBreakerFails = intIn("ORDERFLOW_KAFKA_BREAKER_FAILURES", 1, 1000)
 	cfg.ConsumerInFlight = intIn("ORDERFLOW_CONSUMER_IN_FLIGHT", 1, 10_000)
+	cfg.ProjectorMaxBatches = intIn("ORDERFLOW_PROJECTOR_MAX_BATCHES", 0, 1000)
 	var err error
 	if cfg.KafkaBreakerTimeout, err = time.ParseDuration(*vals["ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT"]); err != nil || cfg.KafkaBreakerTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT: want a positive duration such as 5s, got %q", *vals["ORDERFLOW_KAFKA_BREAKER_OPEN_TIMEOUT"]))
@@ -346,6 +349,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("kafka_replication", c.KafkaReplication),
 		slog.Int("relay_batch_size", c.RelayBatchSize),
 		slog.Int("consumer_in_flight", c.ConsumerInFlight),
+		slog.Int("projector_max_batches", c.ProjectorMaxBatches),
 		slog.Int("kafka_breaker_failures", c.KafkaBreakerFails),
 		slog.Duration("kafka_breaker_open_timeout", c.KafkaBreakerTimeout),
 		slog.String("jwt_secret", maskSecret(c.Gateway.JWTSecret)),

@@ -304,7 +304,7 @@ func startRoles(ctx context.Context, cfg Config, reg *prometheus.Registry, selfU
 			})
 			background.Go(func() { participants.RunDeadlines(bgCtx, cfg.DeadlineInterval) })
 		case "projector":
-			engine, err := projector.NewEngine(pool, store, projector.EngineConfig{}, logger)
+			engine, err := projector.NewEngine(pool, store, projector.EngineConfig{MaxLiveBatches: cfg.ProjectorMaxBatches}, logger)
 			if err != nil {
 				return nil, err
 			}
