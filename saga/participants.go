@@ -38,7 +38,8 @@ type Provider interface {
 	Refund(ctx context.Context, chargeID string, amountCents int64, idempotencyKey string) (paymentprovider.Refund, error)
 }
 
-// ErrMalformed marks a trigger that is not a decodable orderflow event; it
+// ErrMalformed marks a trigger that is not a decodable orderflow event, or
+// one whose reaction must fold a stored event this build cannot decode; it
 // belongs on the dead-letter topic.
 var ErrMalformed = errors.New("saga: malformed event")
 
@@ -61,13 +62,13 @@ type Participants struct {
 	// deliveries wait for each other instead of losing the append race over
 	// and over. Other processes are kept apart by the expected versions.
 	skuLocks map[orderflow.SKU]*sync.Mutex
-	// reservers batch the reservations of orders naming the same SKUs
-	// (keyed by the sorted SKU list): one append reserves them all, so a
-	// busy SKU is not limited to one reservation per commit.
-	reservers map[string]*batch.Batcher[toReserve, error]
+	// reservers batch the reservations of orders naming the same SKUs: one
+	// append reserves them all, so a busy SKU is not limited to one
+	// reservation per commit.
+	reservers *skuBatchers[toReserve]
 	// settlers batch the commits and releases of orders naming the same
 	// SKUs, the same way.
-	settlers map[string]*batch.Batcher[toSettle, error]
+	settlers *skuBatchers[toSettle]
 }
 
 // toReserve is an OrderPlaced waiting to be reserved.
@@ -93,8 +94,8 @@ func New(store EventStore, provider Provider, pool *pgxpool.Pool, now func() tim
 		return nil, errors.New("saga: New: nil dependency")
 	}
 	p := &Participants{store: store, provider: provider, pool: pool, now: now, logger: logger,
-		stocks: map[orderflow.SKU]Stock{}, skuLocks: map[orderflow.SKU]*sync.Mutex{},
-		reservers: map[string]*batch.Batcher[toReserve, error]{}, settlers: map[string]*batch.Batcher[toSettle, error]{}}
+		stocks: map[orderflow.SKU]Stock{}, skuLocks: map[orderflow.SKU]*sync.Mutex{}}
+	p.reservers, p.settlers = newSKUBatchers(p.reserveBatch), newSKUBatchers(p.settleBatch)
 	return p, nil
 }
 
@@ -158,8 +159,8 @@ func (p *Participants) loadFrom(ctx context.Context, stream string, from int64, 
 			apply(nil) // counts for the version
 			continue
 		}
-		if err != nil {
-			return fmt.Errorf("load %s: %w", stream, err)
+		if err != nil { // no retry can read it: a dead letter, not a partition held back for good
+			return fmt.Errorf("%w: load %s: %s@%d: %w", ErrMalformed, stream, r.Type, r.Version, err)
 		}
 		apply(e)
 	}
@@ -240,32 +241,59 @@ func skuSetKey(skus []orderflow.SKU) string {
 	return strings.Join(parts, "\x00")
 }
 
-// batcherOf returns the batcher in m of the SKU set skus (sorted, without
-// repeats), making it with run if there is none: every item of one batch
-// gets run's error.
-func batcherOf[T any](p *Participants, m map[string]*batch.Batcher[T, error], skus []orderflow.SKU, run func([]orderflow.SKU, []T) error) *batch.Batcher[T, error] {
+// skuBatchers batch the items of orders naming the same SKUs, by the
+// sorted SKU list. A list's batcher lives while items use it: the SKU lists
+// of multi-line orders are mostly all different, and batchers kept for good
+// would grow with the orders handled.
+type skuBatchers[T any] struct {
+	run func([]orderflow.SKU, []T) error
+	mu  sync.Mutex
+	m   map[string]*skuBatcher[T]
+}
+
+type skuBatcher[T any] struct {
+	b     *batch.Batcher[T, error]
+	users int // items added and not yet answered
+}
+
+func newSKUBatchers[T any](run func([]orderflow.SKU, []T) error) *skuBatchers[T] {
+	return &skuBatchers[T]{run: run, m: map[string]*skuBatcher[T]{}}
+}
+
+// do adds item to the next batch of skus (sorted, without repeats) and
+// returns the batch's error, or ctx's if it ends first (the batch still
+// runs the item).
+func (s *skuBatchers[T]) do(ctx context.Context, skus []orderflow.SKU, item T) error {
 	key := skuSetKey(skus)
-	p.stockMu.Lock()
-	defer p.stockMu.Unlock()
-	b := m[key]
-	if b == nil {
-		b = batch.New(maxReserveBatch, func(items []T) []error {
-			err := run(skus, items)
+	s.mu.Lock()
+	sb := s.m[key]
+	if sb == nil {
+		sb = &skuBatcher[T]{b: batch.New(maxReserveBatch, func(items []T) []error {
+			err := s.run(skus, items)
 			out := make([]error, len(items))
 			for i := range out {
 				out[i] = err
 			}
 			return out
-		})
-		m[key] = b
+		})}
+		s.m[key] = sb
 	}
-	return b
+	sb.users++
+	s.mu.Unlock()
+	err, cerr := sb.b.Do(ctx, item)
+	s.mu.Lock()
+	if sb.users--; sb.users == 0 {
+		delete(s.m, key)
+	}
+	s.mu.Unlock()
+	return cmp.Or(cerr, err)
 }
 
-// reserver returns the batcher of the reservations of orders naming the same
-// SKUs as placed.
-func (p *Participants) reserver(placed orderflow.OrderPlaced) *batch.Batcher[toReserve, error] {
-	return batcherOf(p, p.reservers, skusOf(placed.Lines), p.reserveBatch)
+// size returns how many SKU lists have a batcher now.
+func (s *skuBatchers[T]) size() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
 }
 
 // batchCommandID is the command id of an append for the reactions to
@@ -425,8 +453,7 @@ func (p *Participants) inventory(ctx context.Context, e eventstore.Event) error 
 	}
 	switch ev := payload.(type) {
 	case orderflow.OrderPlaced:
-		err, cerr := p.reserver(ev).Do(ctx, toReserve{trigger: e, placed: ev})
-		return cmp.Or(cerr, err)
+		return p.reservers.do(ctx, skusOf(ev.Lines), toReserve{trigger: e, placed: ev})
 	case orderflow.OrderConfirmed:
 		return p.settle(ctx, e, "inventory:commit", ev.OrderID, DecideCommit)
 	case orderflow.OrderCancelled:
@@ -446,8 +473,7 @@ func (p *Participants) settle(ctx context.Context, trigger eventstore.Event, act
 	if err != nil || len(decide(id, res)) == 0 {
 		return err
 	}
-	err, cerr := batcherOf(p, p.settlers, skusOf(res.Lines), p.settleBatch).Do(ctx, toSettle{trigger: trigger, action: action, id: id, res: res, decide: decide})
-	return cmp.Or(cerr, err)
+	return p.settlers.do(ctx, skusOf(res.Lines), toSettle{trigger: trigger, action: action, id: id, res: res, decide: decide})
 }
 
 // settleBatch commits or releases the reservations of orders naming the

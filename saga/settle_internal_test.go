@@ -2,6 +2,7 @@ package saga
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"testing"
@@ -98,5 +99,96 @@ func TestASettleBatchDecidesEveryItemOfAnOrder(t *testing.T) {
 	}
 	if !slices.Equal(types, []string{orderflow.EventInventoryReserved, orderflow.EventInventoryCommitted, orderflow.EventInventoryReleased}) {
 		t.Fatalf("reservation stream %v; want reserved, committed, released", types)
+	}
+}
+
+// The inventory keeps no batcher for an SKU list once its items are
+// answered: orders of many lines name lists that are mostly all different,
+// and batchers kept for good grew with every order.
+func TestSKUBatchersDoNotOutliveTheirItems(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.MustPool(t)
+	store, err := eventstore.New(pool, eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	p, err := New(store, noProvider{}, pool, time.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stock, _ := command.NewAddStockHandler(store, time.Now)
+	place, _ := command.NewPlaceOrderHandler(store, time.Now, 0)
+	const orders = 20
+	for i := range orders + 1 {
+		add, _ := command.NewAddStock("S"+string(rune('A'+i)), 10)
+		if _, err := stock.Handle(ctx, add, command.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range orders { // each names its own pair of SKUs
+		cmd, _ := command.NewPlaceOrder("c-1", []command.LineInput{
+			{SKU: "S" + string(rune('A'+i)), Quantity: 1, UnitPriceCents: 10},
+			{SKU: "S" + string(rune('A'+i+1)), Quantity: 1, UnitPriceCents: 10}})
+		acc, err := place.Handle(ctx, cmd, command.Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		placed, err := store.ReadStream(ctx, acc.StreamID, 1, 1)
+		if err != nil || len(placed) != 1 {
+			t.Fatalf("OrderPlaced: %v, %v", placed, err)
+		}
+		if err := p.inventory(ctx, placed[0]); err != nil {
+			t.Fatal(err)
+		}
+		id, err := orderflow.ParseOrderID("id", acc.StreamID[len(orderflow.OrderStreamPrefix):])
+		if err != nil {
+			t.Fatal(err)
+		}
+		trigger := eventstore.Event{ID: uuid.New(), StreamID: id.Stream()}
+		if err := p.settle(ctx, trigger, "inventory:commit", id, DecideCommit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, s := p.reservers.size(), p.settlers.size(); r != 0 || s != 0 {
+		t.Fatalf("%d reservation and %d settle batchers kept after %d orders were answered; want none", r, s, orders)
+	}
+}
+
+// A reaction that must fold a stored event this build cannot decode fails
+// as malformed, a dead letter, instead of being retried for good while it
+// holds its partition's later messages back.
+func TestAnUndecodableStoredEventIsMalformed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.MustPool(t)
+	store, err := eventstore.New(pool, eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	p, err := New(store, noProvider{}, pool, time.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Append(ctx, eventstore.Append{Streams: []eventstore.StreamAppend{{
+		StreamID: orderflow.SKU("PLUM").Stream(), Expected: eventstore.NoStream,
+		Events: []eventstore.EventData{{Type: orderflow.EventStockAdded, SchemaVersion: 1, Data: []byte(`{"sku":42}`)}},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	place, _ := command.NewPlaceOrderHandler(store, time.Now, 0)
+	cmd, _ := command.NewPlaceOrder("c-1", []command.LineInput{{SKU: "PLUM", Quantity: 1, UnitPriceCents: 10}})
+	acc, err := place.Handle(ctx, cmd, command.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	placed, err := store.ReadStream(ctx, acc.StreamID, 1, 1)
+	if err != nil || len(placed) != 1 {
+		t.Fatalf("OrderPlaced: %v, %v", placed, err)
+	}
+	if err := p.inventory(ctx, placed[0]); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("reserving on a SKU stream holding an undecodable event: %v, want ErrMalformed", err)
 	}
 }
