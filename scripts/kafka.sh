@@ -282,7 +282,9 @@ if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ] || ! command -v mv
   log "installing Java 17 and Maven from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
-  apt-get install -y -qq openjdk-17-jre-headless maven >&2
+  # Debian 12 has Java 17; later releases only newer ones, as their default.
+  apt-get install -y -qq openjdk-17-jre-headless maven >&2 ||
+    apt-get install -y -qq default-jre-headless maven >&2
   if [ "$(java_major)" -lt 17 ]; then
     log "java on PATH is older than 17; Kafka 4 needs 17 or newer"
     exit 1

@@ -35,8 +35,15 @@ find_bin() {
 }
 
 as_pg() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
+
+# The server runs as postgres when this runs as root: a checkout it cannot
+# reach (under a home directory only root may enter, say) keeps its cluster
+# in postgres's home instead, named after the checkout.
+if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1 && ! runuser -u postgres -- test -x "$root"; then
+  data="/var/lib/postgresql/orderflow-$(printf '%s' "$root" | sha256sum | cut -c1-12)"
+fi
 
 if [ "${1:-}" = stop ]; then
   if bin=$(find_bin) && [ -f "$data/postmaster.pid" ]; then
@@ -56,6 +63,11 @@ fi
 # PostgreSQL refuses to run as root: the server runs as the postgres user.
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi
+if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$root"; then
+  data="/var/lib/postgresql/orderflow-$(printf '%s' "$root" | sha256sum | cut -c1-12)"
+  mkdir -p /var/lib/postgresql
+  log "the postgres user cannot reach $root: the cluster lives in $data"
 fi
 
 mkdir -p "$root/.dev"
