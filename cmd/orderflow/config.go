@@ -110,7 +110,7 @@ var settings = []setting{
 	{"ORDERFLOW_PAYMENT_BREAKER_OPEN_TIMEOUT", "payment-breaker-open-timeout", "5s", "how long the payment breaker stays open before a probe"},
 	{"ORDERFLOW_DEADLINE_INTERVAL", "deadline-interval", "500ms", "how often the saga looks for orders past their deadline"},
 	{"KAFKA_BROKERS", "kafka-brokers", "", "comma-separated Kafka bootstrap addresses (required by the relay role)"},
-	{"ORDERFLOW_KAFKA_TOPIC_PREFIX", "kafka-topic-prefix", "orderflow", "topics are <prefix>.order, <prefix>.inventory, <prefix>.payment, <prefix>.unrouted"},
+	{"ORDERFLOW_KAFKA_TOPIC_PREFIX", "kafka-topic-prefix", "orderflow", "topics are <prefix>.order, <prefix>.inventory, <prefix>.payment, <prefix>.unrouted, and <prefix>.deadletter for dead letters"},
 	{"ORDERFLOW_KAFKA_PARTITIONS", "kafka-partitions", "1", "partitions of each topic orderflow creates (existing topics keep theirs): how many processes of a consumer role can share a topic's work"},
 	{"ORDERFLOW_KAFKA_REPLICATION", "kafka-replication", "1", "replication factor of each topic the relay creates"},
 	{"ORDERFLOW_RELAY_BATCH_SIZE", "relay-batch-size", "1000", "most events the relay publishes per batch"},
