@@ -88,11 +88,17 @@ func (r Reservation) Apply(e orderflow.Event) Reservation {
 }
 
 // DecideReserve reserves every line of a placed order at once, or rejects
-// it when a line is short; an order already decided gets nothing more.
-// stocks holds the folded state of every SKU the order names.
-func DecideReserve(placed orderflow.OrderPlaced, res Reservation, stocks map[orderflow.SKU]Stock) []Write {
+// it when a line is short; an order already decided gets nothing more, and
+// so does one no longer pending (cancelled, by its deadline say, before its
+// OrderPlaced reached the inventory): its stock stays free for live orders,
+// and its OrderCancelled finds nothing to release. stocks holds the folded
+// state of every SKU the order names.
+func DecideReserve(placed orderflow.OrderPlaced, orderStatus string, res Reservation, stocks map[orderflow.SKU]Stock) []Write {
 	if res.Version > 0 {
 		return nil // reserved or rejected before: a duplicate
+	}
+	if orderStatus != "pending" {
+		return nil
 	}
 	resStream := placed.OrderID.ReservationStream()
 	for _, l := range placed.Lines {
@@ -118,7 +124,7 @@ func DecideReserve(placed orderflow.OrderPlaced, res Reservation, stocks map[ord
 // order already decided, or placed twice in the batch, gets nothing the
 // second time. Appended together, the writes of one SKU stream follow each
 // other version by version (see MergeWrites).
-func DecideReserveBatch(placed []orderflow.OrderPlaced, res []Reservation, stocks map[orderflow.SKU]Stock) [][]Write {
+func DecideReserveBatch(placed []orderflow.OrderPlaced, orderStatus []string, res []Reservation, stocks map[orderflow.SKU]Stock) [][]Write {
 	stocks = maps.Clone(stocks)
 	seen := make(map[orderflow.OrderID]bool, len(placed))
 	out := make([][]Write, len(placed))
@@ -127,7 +133,7 @@ func DecideReserveBatch(placed []orderflow.OrderPlaced, res []Reservation, stock
 			continue
 		}
 		seen[p.OrderID] = true
-		out[i] = DecideReserve(p, res[i], stocks)
+		out[i] = DecideReserve(p, orderStatus[i], res[i], stocks)
 		for _, w := range out[i] {
 			for _, e := range w.Events {
 				if r, ok := e.(orderflow.StockReserved); ok {

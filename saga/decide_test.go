@@ -77,20 +77,23 @@ func TestDecideReserve(t *testing.T) {
 	shortB := map[orderflow.SKU]saga.Stock{"A": plenty["A"], "B": stock(orderflow.StockAdded{SKU: "B", Quantity: 5}, orderflow.StockReserved{SKU: "B", Quantity: 3})}
 	tests := []struct {
 		name   string
+		status string
 		res    saga.Reservation
 		stocks map[orderflow.SKU]saga.Stock
 		want   []string
 	}{
-		{"every line available", saga.Reservation{}, plenty, []string{"sku:StockReserved", "sku:StockReserved", "res:InventoryReserved"}},
-		{"one line short", saga.Reservation{}, shortB, []string{"res:InventoryRejected"}},
-		{"unknown SKU", saga.Reservation{}, map[orderflow.SKU]saga.Stock{"A": plenty["A"]}, []string{"res:InventoryRejected"}},
-		{"already reserved (duplicate)", reservation(orderflow.InventoryReserved{OrderID: id}), plenty, nil},
-		{"already rejected (duplicate)", reservation(orderflow.InventoryRejected{OrderID: id}), plenty, nil},
+		{"every line available", "pending", saga.Reservation{}, plenty, []string{"sku:StockReserved", "sku:StockReserved", "res:InventoryReserved"}},
+		{"one line short", "pending", saga.Reservation{}, shortB, []string{"res:InventoryRejected"}},
+		{"unknown SKU", "pending", saga.Reservation{}, map[orderflow.SKU]saga.Stock{"A": plenty["A"]}, []string{"res:InventoryRejected"}},
+		{"already reserved (duplicate)", "pending", reservation(orderflow.InventoryReserved{OrderID: id}), plenty, nil},
+		{"already rejected (duplicate)", "pending", reservation(orderflow.InventoryRejected{OrderID: id}), plenty, nil},
+		{"cancelled before the inventory saw it", "cancelled", saga.Reservation{}, plenty, nil},
+		{"cancelled, one line short", "cancelled", saga.Reservation{}, shortB, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			writes := saga.DecideReserve(placed, tt.res, tt.stocks)
+			writes := saga.DecideReserve(placed, tt.status, tt.res, tt.stocks)
 			if got := types(writes); !equal(got, tt.want) {
 				t.Fatalf("writes %v, want %v", got, tt.want)
 			}
@@ -108,7 +111,7 @@ func TestDecideReserve(t *testing.T) {
 
 // A batch of placed orders is decided in turn: each sees the stock the ones
 // before it reserved, an order placed twice is reserved once, an order
-// decided before gets nothing, and merged the batch is one write per stream
+// decided before or cancelled already gets nothing, and merged the batch is one write per stream
 // expecting the SKU's version before the batch.
 func TestDecideReserveBatch(t *testing.T) {
 	t.Parallel()
@@ -117,12 +120,15 @@ func TestDecideReserveBatch(t *testing.T) {
 		return orderflow.OrderPlaced{OrderID: id, Lines: []orderflow.OrderLine{{SKU: "A", Quantity: qty}}}
 	}
 	stocks := map[orderflow.SKU]saga.Stock{"A": stock(orderflow.StockAdded{SKU: "A", Quantity: 5})} // version 1
-	placed := []orderflow.OrderPlaced{place(a, 3), place(done, 1), place(a, 3), place(b, 3), place(c, 2)}
-	res := []saga.Reservation{{}, reservation(orderflow.InventoryReserved{OrderID: done}), {}, {}, {}}
-	decided := saga.DecideReserveBatch(placed, res, stocks)
+	gone := orderflow.NewOrderID()
+	placed := []orderflow.OrderPlaced{place(a, 3), place(done, 1), place(gone, 2), place(a, 3), place(b, 3), place(c, 2)}
+	statuses := []string{"pending", "pending", "cancelled", "pending", "pending", "pending"}
+	res := []saga.Reservation{{}, reservation(orderflow.InventoryReserved{OrderID: done}), {}, {}, {}, {}}
+	decided := saga.DecideReserveBatch(placed, statuses, res, stocks)
 	want := [][]string{
 		{"sku:StockReserved", "res:InventoryReserved"}, // a: 3 of 5
 		nil,                       // done: decided before
+		nil,                       // gone: cancelled already, takes none of the 2 left
 		nil,                       // a again: once only
 		{"res:InventoryRejected"}, // b: 3 > the 2 left
 		{"sku:StockReserved", "res:InventoryReserved"}, // c: the last 2

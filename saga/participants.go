@@ -336,13 +336,17 @@ func (p *Participants) reserveBatch(skus []orderflow.SKU, items []toReserve) err
 		if err != nil {
 			return err
 		}
+		statuses, err := p.orderStatuses(ctx, ids)
+		if err != nil {
+			return err
+		}
 		stocks := make(map[orderflow.SKU]Stock, len(skus))
 		for _, sku := range skus {
 			if stocks[sku], err = p.stock(ctx, sku); err != nil {
 				return err
 			}
 		}
-		for i, writes := range DecideReserveBatch(placed, res, stocks) {
+		for i, writes := range DecideReserveBatch(placed, statuses, res, stocks) {
 			if err := addWrites(a, writes, metadata(items[i].trigger, action)); err != nil {
 				return err
 			}
@@ -382,6 +386,22 @@ func (p *Participants) reservations(ctx context.Context, ids []orderflow.OrderID
 	var wg sync.WaitGroup
 	for i, id := range ids {
 		wg.Go(func() { out[i], errs[i] = p.reservation(ctx, id) })
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// orderStatuses reads the orders' statuses, concurrently (one query, as
+// the store batches concurrent reads).
+func (p *Participants) orderStatuses(ctx context.Context, ids []orderflow.OrderID) ([]string, error) {
+	out := make([]string, len(ids))
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			o, err := p.order(ctx, id)
+			out[i], errs[i] = string(o.Status), err
+		})
 	}
 	wg.Wait()
 	return out, errors.Join(errs...)

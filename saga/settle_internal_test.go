@@ -192,3 +192,63 @@ func TestAnUndecodableStoredEventIsMalformed(t *testing.T) {
 		t.Fatalf("reserving on a SKU stream holding an undecodable event: %v, want ErrMalformed", err)
 	}
 }
+
+// An order cancelled before its OrderPlaced reached the inventory (its
+// deadline passed while the relay was behind) reserves nothing, so an order
+// placed after it gets the stock instead of being rejected for stock that
+// was free all along.
+func TestAnOrderCancelledBeforeTheInventorySawItReservesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.MustPool(t)
+	store, err := eventstore.New(pool, eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	p, err := New(store, noProvider{}, pool, time.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stock, _ := command.NewAddStockHandler(store, time.Now)
+	add, _ := command.NewAddStock("FIG", 5)
+	if _, err := stock.Handle(ctx, add, command.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	place, _ := command.NewPlaceOrderHandler(store, time.Now, 0)
+	cancel, _ := command.NewCancelOrderHandler(store, time.Now)
+	placeFive := func() (orderflow.OrderID, eventstore.Event) {
+		t.Helper()
+		cmd, _ := command.NewPlaceOrder("c-1", []command.LineInput{{SKU: "FIG", Quantity: 5, UnitPriceCents: 10}})
+		acc, err := place.Handle(ctx, cmd, command.Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		placed, err := store.ReadStream(ctx, acc.StreamID, 1, 1)
+		if err != nil || len(placed) != 1 {
+			t.Fatalf("OrderPlaced: %v, %v", placed, err)
+		}
+		id, err := orderflow.ParseOrderID("id", acc.StreamID[len(orderflow.OrderStreamPrefix):])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id, placed[0]
+	}
+	gone, gonePlaced := placeFive()
+	c, _ := command.NewCancelOrder(gone.String(), "timeout")
+	if _, err := cancel.Handle(ctx, c, command.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	live, livePlaced := placeFive()
+	for _, e := range []eventstore.Event{gonePlaced, livePlaced} {
+		if err := p.inventory(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res, err := p.reservation(ctx, gone); err != nil || res.Version != 0 {
+		t.Fatalf("the cancelled order's reservation: %+v, %v; want none", res, err)
+	}
+	if res, err := p.reservation(ctx, live); err != nil || res.Status != ReservationReserved {
+		t.Fatalf("the live order's reservation: %+v, %v; want reserved", res, err)
+	}
+}
