@@ -30,13 +30,15 @@ func (noProvider) Refund(context.Context, string, int64, string) (paymentprovide
 	panic("no refund expected")
 }
 
-// A settle batch holding a stale commit and then a release of one order
-// (the commit queued before a restart, then made by another process, then
-// the order cancelled) releases it: every item is decided on what the ones
-// before it left, not only the first item of each order.
-func TestASettleBatchDecidesEveryItemOfAnOrder(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
+// world is participants over a fresh database, with the command handlers
+// that make their triggers.
+type world struct {
+	p     *Participants
+	store *eventstore.Store
+}
+
+func mustWorld(t *testing.T) world {
+	t.Helper()
 	pool := dbtest.MustPool(t)
 	store, err := eventstore.New(pool, eventstore.Config{})
 	if err != nil {
@@ -47,26 +49,57 @@ func TestASettleBatchDecidesEveryItemOfAnOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stock, _ := command.NewAddStockHandler(store, time.Now)
-	add, _ := command.NewAddStock("PEAR", 5)
-	if _, err := stock.Handle(ctx, add, command.Meta{}); err != nil {
-		t.Fatal(err)
-	}
-	place, _ := command.NewPlaceOrderHandler(store, time.Now, 0)
-	cmd, _ := command.NewPlaceOrder("c-1", []command.LineInput{{SKU: "PEAR", Quantity: 2, UnitPriceCents: 10}})
-	acc, err := place.Handle(ctx, cmd, command.Meta{})
+	return world{p: p, store: store}
+}
+
+func (w world) addStock(t *testing.T, sku string, qty int64) {
+	t.Helper()
+	h, _ := command.NewAddStockHandler(w.store, time.Now)
+	add, err := command.NewAddStock(sku, qty)
 	if err != nil {
 		t.Fatal(err)
 	}
-	placed, err := store.ReadStream(ctx, acc.StreamID, 1, 1)
+	if _, err := h.Handle(context.Background(), add, command.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// place places an order of lines and returns its id and its OrderPlaced.
+func (w world) place(t *testing.T, lines ...command.LineInput) (orderflow.OrderID, eventstore.Event) {
+	t.Helper()
+	ctx := context.Background()
+	h, _ := command.NewPlaceOrderHandler(w.store, time.Now, 0)
+	cmd, err := command.NewPlaceOrder("c-1", lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := h.Handle(ctx, cmd, command.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	placed, err := w.store.ReadStream(ctx, acc.StreamID, 1, 1)
 	if err != nil || len(placed) != 1 {
 		t.Fatalf("OrderPlaced: %v, %v", placed, err)
 	}
-	if err := p.inventory(ctx, placed[0]); err != nil {
+	id, err := orderflow.ParseOrderID("id", acc.StreamID[len(orderflow.OrderStreamPrefix):])
+	if err != nil {
 		t.Fatal(err)
 	}
-	var id orderflow.OrderID
-	if id, err = orderflow.ParseOrderID("id", acc.StreamID[len(orderflow.OrderStreamPrefix):]); err != nil {
+	return id, placed[0]
+}
+
+// A settle batch holding a stale commit and then a release of one order
+// (the commit queued before a restart, then made by another process, then
+// the order cancelled) releases it: every item is decided on what the ones
+// before it left, not only the first item of each order.
+func TestASettleBatchDecidesEveryItemOfAnOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := mustWorld(t)
+	p, store := w.p, w.store
+	w.addStock(t, "PEAR", 5)
+	id, placed := w.place(t, command.LineInput{SKU: "PEAR", Quantity: 2, UnitPriceCents: 10})
+	if err := p.inventory(ctx, placed); err != nil {
 		t.Fatal(err)
 	}
 	reserved, err := p.reservation(ctx, id)
@@ -108,42 +141,16 @@ func TestASettleBatchDecidesEveryItemOfAnOrder(t *testing.T) {
 func TestSKUBatchersDoNotOutliveTheirItems(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := dbtest.MustPool(t)
-	store, err := eventstore.New(pool, eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	p, err := New(store, noProvider{}, pool, time.Now, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stock, _ := command.NewAddStockHandler(store, time.Now)
-	place, _ := command.NewPlaceOrderHandler(store, time.Now, 0)
+	w := mustWorld(t)
+	p := w.p
 	const orders = 20
 	for i := range orders + 1 {
-		add, _ := command.NewAddStock("S"+string(rune('A'+i)), 10)
-		if _, err := stock.Handle(ctx, add, command.Meta{}); err != nil {
-			t.Fatal(err)
-		}
+		w.addStock(t, "S"+string(rune('A'+i)), 10)
 	}
 	for i := range orders { // each names its own pair of SKUs
-		cmd, _ := command.NewPlaceOrder("c-1", []command.LineInput{
-			{SKU: "S" + string(rune('A'+i)), Quantity: 1, UnitPriceCents: 10},
-			{SKU: "S" + string(rune('A'+i+1)), Quantity: 1, UnitPriceCents: 10}})
-		acc, err := place.Handle(ctx, cmd, command.Meta{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		placed, err := store.ReadStream(ctx, acc.StreamID, 1, 1)
-		if err != nil || len(placed) != 1 {
-			t.Fatalf("OrderPlaced: %v, %v", placed, err)
-		}
-		if err := p.inventory(ctx, placed[0]); err != nil {
-			t.Fatal(err)
-		}
-		id, err := orderflow.ParseOrderID("id", acc.StreamID[len(orderflow.OrderStreamPrefix):])
-		if err != nil {
+		id, placed := w.place(t, command.LineInput{SKU: "S" + string(rune('A'+i)), Quantity: 1, UnitPriceCents: 10},
+			command.LineInput{SKU: "S" + string(rune('A'+i+1)), Quantity: 1, UnitPriceCents: 10})
+		if err := p.inventory(ctx, placed); err != nil {
 			t.Fatal(err)
 		}
 		trigger := eventstore.Event{ID: uuid.New(), StreamID: id.Stream()}
@@ -162,33 +169,15 @@ func TestSKUBatchersDoNotOutliveTheirItems(t *testing.T) {
 func TestAnUndecodableStoredEventIsMalformed(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := dbtest.MustPool(t)
-	store, err := eventstore.New(pool, eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	p, err := New(store, noProvider{}, pool, time.Now, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Append(ctx, eventstore.Append{Streams: []eventstore.StreamAppend{{
+	w := mustWorld(t)
+	if _, err := w.store.Append(ctx, eventstore.Append{Streams: []eventstore.StreamAppend{{
 		StreamID: orderflow.SKU("PLUM").Stream(), Expected: eventstore.NoStream,
 		Events: []eventstore.EventData{{Type: orderflow.EventStockAdded, SchemaVersion: 1, Data: []byte(`{"sku":42}`)}},
 	}}}); err != nil {
 		t.Fatal(err)
 	}
-	place, _ := command.NewPlaceOrderHandler(store, time.Now, 0)
-	cmd, _ := command.NewPlaceOrder("c-1", []command.LineInput{{SKU: "PLUM", Quantity: 1, UnitPriceCents: 10}})
-	acc, err := place.Handle(ctx, cmd, command.Meta{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	placed, err := store.ReadStream(ctx, acc.StreamID, 1, 1)
-	if err != nil || len(placed) != 1 {
-		t.Fatalf("OrderPlaced: %v, %v", placed, err)
-	}
-	if err := p.inventory(ctx, placed[0]); !errors.Is(err, ErrMalformed) {
+	_, placed := w.place(t, command.LineInput{SKU: "PLUM", Quantity: 1, UnitPriceCents: 10})
+	if err := w.p.inventory(ctx, placed); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("reserving on a SKU stream holding an undecodable event: %v, want ErrMalformed", err)
 	}
 }
@@ -200,39 +189,12 @@ func TestAnUndecodableStoredEventIsMalformed(t *testing.T) {
 func TestAnOrderCancelledBeforeTheInventorySawItReservesNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := dbtest.MustPool(t)
-	store, err := eventstore.New(pool, eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	p, err := New(store, noProvider{}, pool, time.Now, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stock, _ := command.NewAddStockHandler(store, time.Now)
-	add, _ := command.NewAddStock("FIG", 5)
-	if _, err := stock.Handle(ctx, add, command.Meta{}); err != nil {
-		t.Fatal(err)
-	}
-	place, _ := command.NewPlaceOrderHandler(store, time.Now, 0)
-	cancel, _ := command.NewCancelOrderHandler(store, time.Now)
+	w := mustWorld(t)
+	p := w.p
+	w.addStock(t, "FIG", 5)
+	cancel, _ := command.NewCancelOrderHandler(w.store, time.Now)
 	placeFive := func() (orderflow.OrderID, eventstore.Event) {
-		t.Helper()
-		cmd, _ := command.NewPlaceOrder("c-1", []command.LineInput{{SKU: "FIG", Quantity: 5, UnitPriceCents: 10}})
-		acc, err := place.Handle(ctx, cmd, command.Meta{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		placed, err := store.ReadStream(ctx, acc.StreamID, 1, 1)
-		if err != nil || len(placed) != 1 {
-			t.Fatalf("OrderPlaced: %v, %v", placed, err)
-		}
-		id, err := orderflow.ParseOrderID("id", acc.StreamID[len(orderflow.OrderStreamPrefix):])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id, placed[0]
+		return w.place(t, command.LineInput{SKU: "FIG", Quantity: 5, UnitPriceCents: 10})
 	}
 	gone, gonePlaced := placeFive()
 	c, _ := command.NewCancelOrder(gone.String(), "timeout")
