@@ -256,8 +256,16 @@ func TestSagaPaymentDeclinedCancelsAndReleases(t *testing.T) {
 func TestSagaOutageLongerThanDeadlineCancelsAndCompensates(t *testing.T) {
 	// Not parallel: each of these runs whole orderflow processes; on 2 cores
 	// they would starve each other and measure the machine, not the code.
-	p := sagaEnv(t, map[string]string{"ORDERFLOW_ORDER_DEADLINE": "2s"})
+	// The deadline outlasts the first saga through a fresh process (its
+	// consumer groups joining: up to 10 s here).
+	p := sagaEnv(t, map[string]string{"ORDERFLOW_ORDER_DEADLINE": "20s"})
 	p.addStock(t, "FIG", 5)
+	// Every consumer group joined first: an order whose OrderPlaced reaches
+	// the inventory only after its deadline cancelled it reserves nothing,
+	// and so has nothing to compensate.
+	if end := p.awaitEnd(t, p.place(t, "c-0", "FIG:1"), time.Minute); end != "OrderConfirmed" {
+		t.Fatalf("the warm-up order ended %s", end)
+	}
 	if code, _ := p.do(t, "PUT", "/admin/outage", `{"down":true}`); code != 200 {
 		t.Fatal("outage on")
 	}
@@ -280,8 +288,8 @@ func TestSagaOutageLongerThanDeadlineCancelsAndCompensates(t *testing.T) {
 		t.Fatalf("the next order ended %s", end)
 	}
 	code, state := p.do(t, "GET", "/admin/state", "")
-	if code != 200 || !strings.Contains(string(state), `"charges":1`) {
-		t.Fatalf("provider state after the outage: %d %s; want one charge, the next order's", code, state)
+	if code != 200 || !strings.Contains(string(state), `"charges":2`) {
+		t.Fatalf("provider state after the outage: %d %s; want two charges, the warm-up order's and the next order's", code, state)
 	}
 	_, body := p.do(t, "GET", "/v1/streams/order-"+id+"/events", "")
 	if !strings.Contains(string(body), `"reason":"timeout"`) {
