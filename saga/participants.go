@@ -332,11 +332,7 @@ func (p *Participants) reserveBatch(skus []orderflow.SKU, items []toReserve) err
 		for i, it := range items {
 			placed[i], ids[i] = it.placed, it.placed.OrderID
 		}
-		res, err := p.reservations(ctx, ids)
-		if err != nil {
-			return err
-		}
-		statuses, err := p.orderStatuses(ctx, ids)
+		res, statuses, err := p.reservationsAndStatuses(ctx, ids)
 		if err != nil {
 			return err
 		}
@@ -391,20 +387,22 @@ func (p *Participants) reservations(ctx context.Context, ids []orderflow.OrderID
 	return out, errors.Join(errs...)
 }
 
-// orderStatuses reads the orders' statuses, concurrently (one query, as
-// the store batches concurrent reads).
-func (p *Participants) orderStatuses(ctx context.Context, ids []orderflow.OrderID) ([]string, error) {
-	out := make([]string, len(ids))
-	errs := make([]error, len(ids))
+// reservationsAndStatuses reads the orders' reservations and statuses, all
+// at once: the store serves concurrent reads with one query.
+func (p *Participants) reservationsAndStatuses(ctx context.Context, ids []orderflow.OrderID) ([]Reservation, []string, error) {
+	res := make([]Reservation, len(ids))
+	statuses := make([]string, len(ids))
+	errs := make([]error, 2*len(ids))
 	var wg sync.WaitGroup
 	for i, id := range ids {
+		wg.Go(func() { res[i], errs[2*i] = p.reservation(ctx, id) })
 		wg.Go(func() {
 			o, err := p.order(ctx, id)
-			out[i], errs[i] = string(o.Status), err
+			statuses[i], errs[2*i+1] = string(o.Status), err
 		})
 	}
 	wg.Wait()
-	return out, errors.Join(errs...)
+	return res, statuses, errors.Join(errs...)
 }
 
 func (p *Participants) payment(ctx context.Context, id orderflow.OrderID) (Payment, error) {
