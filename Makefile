@@ -21,8 +21,12 @@ build:
 ## run: bring up PostgreSQL and Kafka and serve every role behind the gateway on
 ## ORDERFLOW_HTTP_ADDR (default :8080); the roles' own API listens on
 ## ORDERFLOW_INTERNAL_ADDR (default 127.0.0.1:8081)
+## Every role shares this machine: unless set, the projector's views take
+## turns (ORDERFLOW_PROJECTOR_MAX_BATCHES=1), leaving the saga more of the
+## cores (see README, "Projections").
 run: build
-	@$(WITH_PG) $(WITH_KAFKA) $(WITH_SECRET) exec ./$(BIN) serve
+	@$(WITH_PG) $(WITH_KAFKA) $(WITH_SECRET) export ORDERFLOW_PROJECTOR_MAX_BATCHES="$${ORDERFLOW_PROJECTOR_MAX_BATCHES:-1}" && \
+	exec ./$(BIN) serve
 
 ## test: every test, against the real PostgreSQL and Kafka
 test: vet
