@@ -95,7 +95,15 @@ func New(store EventStore, provider Provider, pool *pgxpool.Pool, now func() tim
 	}
 	p := &Participants{store: store, provider: provider, pool: pool, now: now, logger: logger,
 		stocks: map[orderflow.SKU]Stock{}, skuLocks: map[orderflow.SKU]*sync.Mutex{}}
-	p.reservers, p.settlers = newSKUBatchers(p.reserveBatch), newSKUBatchers(p.settleBatch)
+	p.reservers = newSKUBatchers(p.reserveBatch)
+	p.settlers = newSKUBatchers(func(skus []orderflow.SKU, items []toSettle) []error {
+		err := p.settleBatch(skus, items)
+		out := make([]error, len(items))
+		for i := range out {
+			out[i] = err
+		}
+		return out
+	})
 	return p, nil
 }
 
@@ -246,7 +254,7 @@ func skuSetKey(skus []orderflow.SKU) string {
 // of multi-line orders are mostly all different, and batchers kept for good
 // would grow with the orders handled.
 type skuBatchers[T any] struct {
-	run func([]orderflow.SKU, []T) error
+	run func([]orderflow.SKU, []T) []error // one error per item
 	mu  sync.Mutex
 	m   map[string]*skuBatcher[T]
 }
@@ -256,7 +264,7 @@ type skuBatcher[T any] struct {
 	users int // items added and not yet answered
 }
 
-func newSKUBatchers[T any](run func([]orderflow.SKU, []T) error) *skuBatchers[T] {
+func newSKUBatchers[T any](run func([]orderflow.SKU, []T) []error) *skuBatchers[T] {
 	return &skuBatchers[T]{run: run, m: map[string]*skuBatcher[T]{}}
 }
 
@@ -268,14 +276,7 @@ func (s *skuBatchers[T]) do(ctx context.Context, skus []orderflow.SKU, item T) e
 	s.mu.Lock()
 	sb := s.m[key]
 	if sb == nil {
-		sb = &skuBatcher[T]{b: batch.New(maxReserveBatch, func(items []T) []error {
-			err := s.run(skus, items)
-			out := make([]error, len(items))
-			for i := range out {
-				out[i] = err
-			}
-			return out
-		})}
+		sb = &skuBatcher[T]{b: batch.New(maxReserveBatch, func(items []T) []error { return s.run(skus, items) })}
 		s.m[key] = sb
 	}
 	sb.users++
@@ -316,7 +317,11 @@ func batchCommandID(action string, triggers []eventstore.Event) string {
 // stock when another writer moved a SKU first. Its command id comes from
 // the triggers, so a redelivered batch appends nothing new, and an order
 // reserved before (in another batch) is skipped by its reservation stream.
-func (p *Participants) reserveBatch(skus []orderflow.SKU, items []toReserve) error {
+//
+// It returns each item's error: an order whose own streams cannot be
+// decoded fails alone (ErrMalformed) and the others are decided without
+// it; any other failure is the whole batch's.
+func (p *Participants) reserveBatch(skus []orderflow.SKU, items []toReserve) []error {
 	ctx, cancel := context.WithTimeout(context.Background(), reserveTimeout)
 	defer cancel()
 	defer p.lockSKUs(skus)()
@@ -326,29 +331,52 @@ func (p *Participants) reserveBatch(skus []orderflow.SKU, items []toReserve) err
 		triggers[i] = it.trigger
 	}
 	a := eventstore.Append{Fingerprint: action, CommandID: batchCommandID(action, triggers)}
-	return p.appendRetrying(ctx, a, fmt.Sprintf("%s of %d orders", action, len(items)), func(a *eventstore.Append) error {
-		placed := make([]orderflow.OrderPlaced, len(items))
+	var itemErrs []error
+	err := p.appendRetrying(ctx, a, fmt.Sprintf("%s of %d orders", action, len(items)), func(a *eventstore.Append) error {
 		ids := make([]orderflow.OrderID, len(items))
 		for i, it := range items {
-			placed[i], ids[i] = it.placed, it.placed.OrderID
+			ids[i] = it.placed.OrderID
 		}
-		res, statuses, err := p.reservationsAndStatuses(ctx, ids)
-		if err != nil {
-			return err
+		res, statuses, errs := p.reservationsAndStatuses(ctx, ids)
+		itemErrs = make([]error, len(items))
+		var (
+			decided []int // the items decided, by index
+			placed  []orderflow.OrderPlaced
+			decStat []string
+			decRes  []Reservation
+		)
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				decided = append(decided, i)
+				placed, decStat, decRes = append(placed, items[i].placed), append(decStat, statuses[i]), append(decRes, res[i])
+			case errors.Is(err, ErrMalformed):
+				itemErrs[i] = err
+			default:
+				return err
+			}
 		}
 		stocks := make(map[orderflow.SKU]Stock, len(skus))
 		for _, sku := range skus {
+			var err error
 			if stocks[sku], err = p.stock(ctx, sku); err != nil {
 				return err
 			}
 		}
-		for i, writes := range DecideReserveBatch(placed, statuses, res, stocks) {
-			if err := addWrites(a, writes, metadata(items[i].trigger, action)); err != nil {
+		for k, writes := range DecideReserveBatch(placed, decStat, decRes, stocks) {
+			if err := addWrites(a, writes, metadata(items[decided[k]].trigger, action)); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	out := make([]error, len(items))
+	for i := range out {
+		if out[i] = err; err == nil && itemErrs != nil {
+			out[i] = itemErrs[i]
+		}
+	}
+	return out
 }
 
 // appendRetrying appends a with the streams build adds to it, building
@@ -388,21 +416,26 @@ func (p *Participants) reservations(ctx context.Context, ids []orderflow.OrderID
 }
 
 // reservationsAndStatuses reads the orders' reservations and statuses, all
-// at once: the store serves concurrent reads with one query.
-func (p *Participants) reservationsAndStatuses(ctx context.Context, ids []orderflow.OrderID) ([]Reservation, []string, error) {
+// at once (the store serves concurrent reads with one query), with each
+// order's error.
+func (p *Participants) reservationsAndStatuses(ctx context.Context, ids []orderflow.OrderID) ([]Reservation, []string, []error) {
 	res := make([]Reservation, len(ids))
 	statuses := make([]string, len(ids))
-	errs := make([]error, 2*len(ids))
+	resErrs, orderErrs := make([]error, len(ids)), make([]error, len(ids))
 	var wg sync.WaitGroup
 	for i, id := range ids {
-		wg.Go(func() { res[i], errs[2*i] = p.reservation(ctx, id) })
+		wg.Go(func() { res[i], resErrs[i] = p.reservation(ctx, id) })
 		wg.Go(func() {
 			o, err := p.order(ctx, id)
-			statuses[i], errs[2*i+1] = string(o.Status), err
+			statuses[i], orderErrs[i] = string(o.Status), err
 		})
 	}
 	wg.Wait()
-	return res, statuses, errors.Join(errs...)
+	errs := make([]error, len(ids))
+	for i := range errs {
+		errs[i] = errors.Join(resErrs[i], orderErrs[i])
+	}
+	return res, statuses, errs
 }
 
 func (p *Participants) payment(ctx context.Context, id orderflow.OrderID) (Payment, error) {

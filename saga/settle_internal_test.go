@@ -214,3 +214,36 @@ func TestAnOrderCancelledBeforeTheInventorySawItReservesNothing(t *testing.T) {
 		t.Fatalf("the live order's reservation: %+v, %v; want reserved", res, err)
 	}
 }
+
+// An order whose own stream cannot be decoded fails alone in its
+// reservation batch; the other orders of the batch are reserved.
+func TestAMalformedOrderFailsAloneInItsBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := mustWorld(t)
+	w.addStock(t, "KIWI", 5)
+	line := command.LineInput{SKU: "KIWI", Quantity: 1, UnitPriceCents: 10}
+	bad, badPlaced := w.place(t, line)
+	good, goodPlaced := w.place(t, line)
+	if _, err := w.store.Append(ctx, eventstore.Append{Streams: []eventstore.StreamAppend{{
+		StreamID: bad.Stream(), Expected: eventstore.Any,
+		Events: []eventstore.EventData{{Type: orderflow.EventOrderCancelled, SchemaVersion: 1, Data: []byte(`{"order_id":42}`)}},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	var items []toReserve
+	for _, e := range []eventstore.Event{badPlaced, goodPlaced} {
+		payload, err := decode(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, toReserve{trigger: e, placed: payload.(orderflow.OrderPlaced)})
+	}
+	errs := w.p.reserveBatch([]orderflow.SKU{"KIWI"}, items)
+	if !errors.Is(errs[0], ErrMalformed) || errs[1] != nil {
+		t.Fatalf("errors %v; want the malformed order's alone", errs)
+	}
+	if res, err := w.p.reservation(ctx, good); err != nil || res.Status != ReservationReserved {
+		t.Fatalf("the good order's reservation: %+v, %v; want reserved", res, err)
+	}
+}
