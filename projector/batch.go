@@ -69,14 +69,6 @@ func (en *Engine) HandleBatched(ctx context.Context, p Projection, e eventstore.
 // the database being away, it applies the events one by one (Handle), so
 // that only a stream whose event keeps failing is parked.
 func (en *Engine) applyBatch(p Projection, events []eventstore.Event) []result {
-	if en.turns != nil { // wait for a turn; the batcher gathers the next batch meanwhile
-		en.waiting.Inc()
-		en.turns <- struct{}{}
-		en.waiting.Dec()
-		defer func() { <-en.turns }()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
-	defer cancel()
 	order := make([]int, len(events)) // events by stream and version
 	for i := range order {
 		order[i] = i
@@ -89,6 +81,9 @@ func (en *Engine) applyBatch(p Projection, events []eventstore.Event) []result {
 		sorted[i] = events[j]
 	}
 	var outs []Outcome
+	release := en.turn() // the batcher gathers the next batch meanwhile
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	defer cancel()
 	start := time.Now()
 	err := en.live(ctx, p, func(tx pgx.Tx) error {
 		var err error
@@ -96,6 +91,7 @@ func (en *Engine) applyBatch(p Projection, events []eventstore.Event) []result {
 		return err
 	})
 	en.batchTime.WithLabelValues(p.Name()).Observe(time.Since(start).Seconds())
+	release() // the one-by-one fallback below goes without: it can take long
 	results := make([]result, len(events))
 	switch {
 	case err == nil:
@@ -114,6 +110,18 @@ func (en *Engine) applyBatch(p Projection, events []eventstore.Event) []result {
 		}
 	}
 	return results
+}
+
+// turn waits for a turn to run a live batch transaction (MaxLiveBatches)
+// and returns the function that gives it back.
+func (en *Engine) turn() (release func()) {
+	if en.turns == nil {
+		return func() {}
+	}
+	en.waiting.Inc()
+	en.turns <- struct{}{}
+	en.waiting.Dec()
+	return func() { <-en.turns }
 }
 
 // live runs fn in a transaction on p's live tables that holds the shared

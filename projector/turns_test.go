@@ -2,9 +2,11 @@ package projector_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,5 +107,60 @@ func TestLiveBatchesTakeTurns(t *testing.T) {
 	}
 	if v := waiting(); v != 0 {
 		t.Fatalf("%v batches waiting after both ran", v)
+	}
+}
+
+// failsFirst fails its first batch, which the engine then applies event by
+// event; those calls wait until released, saying when one enters.
+type failsFirst struct {
+	projector.Projection
+	calls   *atomic.Int32
+	entered chan<- struct{}
+	release <-chan struct{}
+}
+
+func (f failsFirst) ApplyBatch(ctx context.Context, tx pgx.Tx, t projector.Tables, events []projector.Event) error {
+	if f.calls.Add(1) == 1 {
+		return errors.New("poison")
+	}
+	f.entered <- struct{}{}
+	<-f.release
+	return f.Projection.ApplyBatch(ctx, tx, t, events)
+}
+
+// A projection applying a failed batch event by event (which can take long)
+// does it without a turn: the other projections' batches run meanwhile.
+func TestTheOneByOneFallbackHoldsNoTurn(t *testing.T) {
+	t.Parallel()
+	f := MustFixture(t)
+	engine, err := projector.NewEngine(f.pool, f.store, projector.EngineConfig{MaxLiveBatches: 1}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := orderflow.NewOrderID()
+	f.placeOrder(t, id, time.Now())
+	events, err := f.store.ReadStream(context.Background(), id.Stream(), 1, 0)
+	if err != nil || len(events) != 1 {
+		t.Fatalf("read %v, %v", events, err)
+	}
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open)
+	slow := failsFirst{projector.OrderDetails{}, new(atomic.Int32), entered, release}
+	done := make(chan error, 1)
+	go func() {
+		_, err := engine.HandleBatched(context.Background(), slow, events[0])
+		done <- err
+	}()
+	<-entered // in the fallback
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := engine.HandleBatched(ctx, projector.OrdersByCustomer{}, events[0]); err != nil || out != projector.Applied {
+		t.Fatalf("another projection's batch while one applied event by event: %v, %v; want applied", out, err)
+	}
+	open()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
