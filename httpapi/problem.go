@@ -46,8 +46,8 @@ type RequestError struct {
 
 func (e *RequestError) Error() string { return e.Title + ": " + e.Detail }
 
-// problemType returns the problem type URI of slug.
-func problemType(slug string) string { return "urn:orderflow:problem:" + slug }
+// ProblemType returns the problem type URI of slug.
+func ProblemType(slug string) string { return "urn:orderflow:problem:" + slug }
 
 // Error writes err as a problem+json response. Errors callers expect map to
 // 4xx; anything else is a 500 logged here, once, with its request id.
@@ -60,38 +60,38 @@ func Error(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err erro
 	)
 	switch {
 	case errors.As(err, &reqErr):
-		p.Status, p.Type, p.Title, p.Detail, p.Errors = reqErr.Status, problemType(reqErr.Slug), reqErr.Title, reqErr.Detail, reqErr.Fields
+		p.Status, p.Type, p.Title, p.Detail, p.Errors = reqErr.Status, ProblemType(reqErr.Slug), reqErr.Title, reqErr.Detail, reqErr.Fields
 	case errors.As(err, &valErr):
-		p.Status, p.Type, p.Title = http.StatusBadRequest, problemType("validation"), "The request is invalid"
+		p.Status, p.Type, p.Title = http.StatusBadRequest, ProblemType("validation"), "The request is invalid"
 		p.Detail = "See errors for each invalid field; nothing was changed."
 		for _, f := range valErr.Fields {
 			p.Errors = append(p.Errors, FieldError{Field: f.Field, Detail: f.Detail})
 		}
 	case errors.Is(err, orderflow.ErrNotFound), errors.Is(err, eventstore.ErrNotFound):
-		p.Status, p.Type, p.Title, p.Detail = http.StatusNotFound, problemType("not-found"), "Not found", err.Error()
+		p.Status, p.Type, p.Title, p.Detail = http.StatusNotFound, ProblemType("not-found"), "Not found", err.Error()
 	case errors.As(err, &conflict):
-		p.Status, p.Type, p.Title = http.StatusConflict, problemType("concurrency-conflict"), "Concurrent change"
+		p.Status, p.Type, p.Title = http.StatusConflict, ProblemType("concurrency-conflict"), "Concurrent change"
 		p.Detail = "The resource changed while the request was handled; read it again and retry."
 	case errors.Is(err, eventstore.ErrConcurrency):
-		p.Status, p.Type, p.Title = http.StatusConflict, problemType("concurrency-conflict"), "Concurrent change"
+		p.Status, p.Type, p.Title = http.StatusConflict, ProblemType("concurrency-conflict"), "Concurrent change"
 		p.Detail = "The resource changed while the request was handled; read it again and retry."
 	case errors.Is(err, orderflow.ErrConflict):
-		p.Status, p.Type, p.Title, p.Detail = http.StatusConflict, problemType("state-conflict"), "Not allowed in the current state", err.Error()
+		p.Status, p.Type, p.Title, p.Detail = http.StatusConflict, ProblemType("state-conflict"), "Not allowed in the current state", err.Error()
 	case errors.Is(err, eventstore.ErrOutcomeUnknown):
-		p.Status, p.Type, p.Title = http.StatusServiceUnavailable, problemType("outcome-unknown"), "Outcome unknown"
+		p.Status, p.Type, p.Title = http.StatusServiceUnavailable, ProblemType("outcome-unknown"), "Outcome unknown"
 		p.Detail = "The connection to the database failed around the commit: the change may have been made. " +
 			"Retry with the same Idempotency-Key to get its outcome; without one, read before retrying."
 		logger.WarnContext(r.Context(), "append outcome unknown", "method", r.Method, "path", r.URL.Path,
 			"request_id", p.RequestID, "err", err)
 	case errors.Is(err, eventstore.ErrCommandIDReused):
-		p.Status, p.Type, p.Title = http.StatusUnprocessableEntity, problemType("idempotency-key-reused"), "Idempotency-Key reused"
+		p.Status, p.Type, p.Title = http.StatusUnprocessableEntity, ProblemType("idempotency-key-reused"), "Idempotency-Key reused"
 		p.Detail = "This Idempotency-Key was already used for a different request; use a new key for a new request."
 	case errors.Is(err, r.Context().Err()) && r.Context().Err() != nil:
-		p.Status, p.Type, p.Title = http.StatusServiceUnavailable, problemType("cancelled"), "Request cancelled or timed out"
+		p.Status, p.Type, p.Title = http.StatusServiceUnavailable, ProblemType("cancelled"), "Request cancelled or timed out"
 	default:
 		logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
 			"request_id", p.RequestID, "err", err)
-		p.Status, p.Type, p.Title = http.StatusInternalServerError, problemType("internal"), "Internal error"
+		p.Status, p.Type, p.Title = http.StatusInternalServerError, ProblemType("internal"), "Internal error"
 		p.Detail = "The request failed on our side; it is logged under its request_id."
 	}
 	WriteProblem(w, p)

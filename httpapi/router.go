@@ -18,11 +18,11 @@ func NewRouter(logger *slog.Logger, m *Metrics) chi.Router {
 	}
 	r.Use(Recover(logger))
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
-		WriteProblem(w, Problem{Type: problemType("not-found"), Title: "Not found", Status: http.StatusNotFound,
+		WriteProblem(w, Problem{Type: ProblemType("not-found"), Title: "Not found", Status: http.StatusNotFound,
 			Detail: "No such endpoint; see /openapi.json.", Instance: req.URL.Path, RequestID: RequestID(req.Context())})
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
-		WriteProblem(w, Problem{Type: problemType("method-not-allowed"), Title: "Method not allowed",
+		WriteProblem(w, Problem{Type: ProblemType("method-not-allowed"), Title: "Method not allowed",
 			Status: http.StatusMethodNotAllowed, Instance: req.URL.Path, RequestID: RequestID(req.Context())})
 	})
 	return r

@@ -31,6 +31,30 @@ var (
 	ErrUnavailable = errors.New("paymentprovider: provider unavailable")
 )
 
+// The provider's refusals for good: the slugs of their problem types.
+const (
+	slugChargeNotFound = "charge-not-found" // a refund of a charge it does not hold
+	slugOverRefund     = "over-refund"
+	slugKeyReused      = "idempotency-key-reused"
+)
+
+// Refused reports whether err is the provider's own answer that the request
+// can never succeed: a refund of a charge it does not hold, an over-refund,
+// or an idempotency key reused for another request. Another 4xx (a proxy's,
+// or a wrong URL's 404) is not: it wraps ErrRejected, but may be mended.
+func Refused(err error) bool {
+	var se *StatusError
+	if !errors.As(err, &se) {
+		return false
+	}
+	for _, slug := range []string{slugChargeNotFound, slugOverRefund, slugKeyReused} {
+		if se.Type == httpapi.ProblemType(slug) {
+			return true
+		}
+	}
+	return false
+}
+
 // StatusError is a non-2xx answer of the provider, with its problem details.
 // It wraps ErrRejected or ErrUnavailable, whichever fits its status.
 type StatusError struct {

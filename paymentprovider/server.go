@@ -291,7 +291,7 @@ func checkAmount(v *orderflow.ValidationError, n *int64) int64 {
 	return 0
 }
 
-var errKeyReused = &httpapi.RequestError{Status: http.StatusUnprocessableEntity, Slug: "idempotency-key-reused",
+var errKeyReused = &httpapi.RequestError{Status: http.StatusUnprocessableEntity, Slug: slugKeyReused,
 	Title:  "Idempotency key reused",
 	Detail: "This idempotency_key was already used for a different request; use a new key for a new request."}
 
@@ -430,11 +430,11 @@ func (s *Server) createRefund(chargeID string, amount int64, key string) (refund
 	}
 	c, ok := s.charges[chargeID]
 	if !ok || c.resp.Status != StatusCaptured {
-		return refundResponse{}, 0, &httpapi.RequestError{Status: http.StatusNotFound, Slug: "not-found",
+		return refundResponse{}, 0, &httpapi.RequestError{Status: http.StatusNotFound, Slug: slugChargeNotFound,
 			Title: "Not found", Detail: "No captured charge " + chargeID + "."}
 	}
 	if left := c.amount - c.refunded; amount > left {
-		return refundResponse{}, 0, &httpapi.RequestError{Status: http.StatusConflict, Slug: "over-refund",
+		return refundResponse{}, 0, &httpapi.RequestError{Status: http.StatusConflict, Slug: slugOverRefund,
 			Title:  "Refund exceeds the charge",
 			Detail: fmt.Sprintf("Charge %s has %d cents left to refund; %d were asked.", chargeID, left, amount)}
 	}

@@ -73,13 +73,15 @@ func sagaReactions(ctx context.Context, cfg Config, participants *saga.Participa
 }
 
 // sagaPoison picks the reaction errors that go to the dead-letter topic: an
-// undecodable trigger, and a request the payment provider refused for good
-// (a refund of a charge it no longer knows, say, after it lost its state).
-// Retried, either would hold its partition's later messages back forever;
-// as a dead letter it is in front of an operator, and an order it leaves
-// pending is cancelled at its deadline.
+// undecodable trigger, and a request the payment provider itself refused
+// for good (a refund of a charge it no longer knows, say, after it lost its
+// state: paymentprovider.Refused). Retried, either would hold its
+// partition's later messages back forever; as a dead letter it is in front
+// of an operator, and an order it leaves pending is cancelled at its
+// deadline. Another 4xx, such as a wrong provider URL's 404, is retried
+// until it is mended, like an outage.
 func sagaPoison(err error) bool {
-	return errors.Is(err, saga.ErrMalformed) || errors.Is(err, paymentprovider.ErrRejected)
+	return errors.Is(err, saga.ErrMalformed) || paymentprovider.Refused(err)
 }
 
 // otherTypes picks the messages of event types not in types: the reaction

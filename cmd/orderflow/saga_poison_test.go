@@ -42,10 +42,12 @@ func TestSagaPoison(t *testing.T) {
 		return c
 	}
 	up, out := client(srv.Handler()), client(down.Handler())
+	elsewhere := client(http.NotFoundHandler()) // a URL where no provider answers
 	ctx := context.Background()
 
 	// As the refund reaction wraps them.
 	_, unknownCharge := up.Refund(ctx, "ch-unknown", 100, "refund:x")
+	_, wrongURL := elsewhere.Charge(ctx, "o-0", 100, "charge:o-0")
 	_, outage := out.Charge(ctx, "o-1", 100, "charge:o-1")
 	_, open := out.Charge(ctx, "o-2", 100, "charge:o-2") // the breaker opened on the outage
 	cancelled, stop := context.WithCancel(ctx)
@@ -58,6 +60,7 @@ func TestSagaPoison(t *testing.T) {
 	}{
 		{"malformed trigger", errors.Join(saga.ErrMalformed, errors.New("no type")), true},
 		{"refund of a charge the provider does not know", fmt.Errorf("refund order x: %w", unknownCharge), true},
+		{"a 404 that is not the provider's refusal (a wrong URL)", fmt.Errorf("charge order x: %w", wrongURL), false},
 		{"provider outage", fmt.Errorf("charge order x: %w", outage), false},
 		{"breaker open", fmt.Errorf("charge order x: %w", open), false},
 		{"context cancelled", fmt.Errorf("charge order x: %w", gone), false},
@@ -70,7 +73,7 @@ func TestSagaPoison(t *testing.T) {
 			t.Errorf("%s (%v): poison %v, want %v", tt.name, tt.err, got, tt.poison)
 		}
 	}
-	if !errors.Is(unknownCharge, paymentprovider.ErrRejected) || !errors.Is(open, breaker.ErrOpen) {
-		t.Fatalf("the provider's errors are not what this test is about: %v; %v", unknownCharge, open)
+	if !errors.Is(unknownCharge, paymentprovider.ErrRejected) || !errors.Is(wrongURL, paymentprovider.ErrRejected) || !errors.Is(open, breaker.ErrOpen) {
+		t.Fatalf("the provider's errors are not what this test is about: %v; %v; %v", unknownCharge, wrongURL, open)
 	}
 }
