@@ -41,6 +41,9 @@ var (
 	// the commit): it may have been stored. Retrying with the same command
 	// id is safe and tells which.
 	ErrOutcomeUnknown = errors.New("eventstore: the append's outcome is unknown")
+	// ErrUnavailable: the append never reached the database (no connection
+	// could be had); nothing was stored, and a retry may succeed.
+	ErrUnavailable = errors.New("eventstore: database unavailable")
 )
 
 // ExpectedVersion is what an append expects of a stream: Any, NoStream or an

@@ -233,7 +233,9 @@ func (s *Store) runBatch(batch []*appendRequest) {
 	outs, err := s.execBatch(batch)
 	s.txTime.Observe(time.Since(start).Seconds())
 	switch {
-	case err == nil, neverSent(err):
+	case err == nil:
+	case neverSent(err):
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 	case refused(err):
 		if len(batch) > 1 {
 			for _, r := range batch {

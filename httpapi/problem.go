@@ -83,6 +83,11 @@ func Error(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err erro
 			"Retry with the same Idempotency-Key to get its outcome; without one, read before retrying."
 		logger.WarnContext(r.Context(), "append outcome unknown", "method", r.Method, "path", r.URL.Path,
 			"request_id", p.RequestID, "err", err)
+	case errors.Is(err, eventstore.ErrUnavailable):
+		p.Status, p.Type, p.Title = http.StatusServiceUnavailable, ProblemType("unavailable"), "Service unavailable"
+		p.Detail = "The database could not be reached; nothing was changed. Retry later."
+		logger.WarnContext(r.Context(), "database unavailable", "method", r.Method, "path", r.URL.Path,
+			"request_id", p.RequestID, "err", err)
 	case errors.Is(err, eventstore.ErrCommandIDReused):
 		p.Status, p.Type, p.Title = http.StatusUnprocessableEntity, ProblemType("idempotency-key-reused"), "Idempotency-Key reused"
 		p.Detail = "This Idempotency-Key was already used for a different request; use a new key for a new request."

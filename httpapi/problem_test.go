@@ -25,6 +25,7 @@ func TestErrorMapsSentinelsToProblems(t *testing.T) {
 		typ    string
 	}{
 		{fmt.Errorf("append: %w: %w", eventstore.ErrOutcomeUnknown, fmt.Errorf("unexpected EOF")), http.StatusServiceUnavailable, "urn:orderflow:problem:outcome-unknown"},
+		{fmt.Errorf("append: %w: %w", eventstore.ErrUnavailable, fmt.Errorf("connection refused")), http.StatusServiceUnavailable, "urn:orderflow:problem:unavailable"},
 		{fmt.Errorf("append: %w", eventstore.ErrConcurrency), http.StatusConflict, "urn:orderflow:problem:concurrency-conflict"},
 		{&eventstore.ConflictError{StreamID: "s", Expected: 1, Actual: 2}, http.StatusConflict, "urn:orderflow:problem:concurrency-conflict"},
 		{eventstore.ErrCommandIDReused, http.StatusUnprocessableEntity, "urn:orderflow:problem:idempotency-key-reused"},
