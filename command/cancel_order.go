@@ -85,10 +85,10 @@ func (h *CancelOrderHandler) Handle(ctx context.Context, cmd CancelOrder, meta M
 		// A retry of a request still in flight: the first may have
 		// cancelled the order between the lookup above and the load, and
 		// then its result is the answer, not "already cancelled".
-		if acc, done, rerr := replay(ctx, h.store, meta); done {
+		if acc, done, rerr := replay(ctx, h.store, meta); done && (rerr == nil || errors.Is(rerr, eventstore.ErrCommandIDReused)) {
 			return acc, rerr
 		}
-		return Accepted{}, err
+		return Accepted{}, err // the lookup failing too tells nothing new
 	}
 	return appendEvents(ctx, h.store, meta, cmd.OrderID.Stream(), eventstore.Exactly(o.Version), events)
 }
