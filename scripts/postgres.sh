@@ -71,6 +71,9 @@ if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$root"; then
 fi
 
 mkdir -p "$root/.dev"
+# One run at a time per checkout (make run and make test may race).
+exec 9>"$root/.dev/postgres.lock"
+flock 9
 if [ ! -s "$data/PG_VERSION" ]; then
   log "initialising a cluster in $data"
   mkdir -p "$data"
@@ -94,9 +97,21 @@ max_wal_size = 4GB
 CONF
 fi
 
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if ! as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+  if port_open "$port"; then
+    log "port $port on 127.0.0.1 is taken by another process; set ORDERFLOW_PG_PORT to a free one"
+    exit 1
+  fi
   log "starting PostgreSQL on 127.0.0.1:$port"
-  as_pg "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start >&2
+  # The port given here wins over the one initdb wrote, so a changed
+  # ORDERFLOW_PG_PORT is the port the printed URL names.
+  # 9>&-: the server must not inherit, and so hold for good, the lock.
+  if ! as_pg "$bin/pg_ctl" -D "$data" -l "$data/server.log" -o "-p $port" -w -t 60 start >&2 9>&-; then
+    log "PostgreSQL did not start; the end of $data/server.log:"
+    tail -n 20 "$data/server.log" >&2
+    exit 1
+  fi
 fi
 
 psql_admin() { as_pg "$bin/psql" -h "$data" -p "$port" -U postgres -v ON_ERROR_STOP=1 -Atq "$@"; }
