@@ -223,7 +223,7 @@ func (s *Store) appendWorker() {
 // runBatch appends a batch in one transaction. If the server refused the
 // transaction, each append is retried alone so one bad append cannot fail
 // others. If the batch was never sent (no connection), each append fails
-// with that error: alone, each would wait for the same server in turn. If
+// with ErrUnavailable: alone, each would wait for the same server in turn. If
 // its outcome is unknown (it may have committed), nothing is retried: an
 // append that had committed would be told it conflicts with itself. Each
 // caller gets ErrOutcomeUnknown instead.

@@ -97,12 +97,7 @@ func New(store EventStore, provider Provider, pool *pgxpool.Pool, now func() tim
 		stocks: map[orderflow.SKU]Stock{}, skuLocks: map[orderflow.SKU]*sync.Mutex{}}
 	p.reservers = newSKUBatchers(p.reserveBatch)
 	p.settlers = newSKUBatchers(func(skus []orderflow.SKU, items []toSettle) []error {
-		err := p.settleBatch(skus, items)
-		out := make([]error, len(items))
-		for i := range out {
-			out[i] = err
-		}
-		return out
+		return eachGets(p.settleBatch(skus, items), len(items))
 	})
 	return p, nil
 }
@@ -269,8 +264,8 @@ func newSKUBatchers[T any](run func([]orderflow.SKU, []T) []error) *skuBatchers[
 }
 
 // do adds item to the next batch of skus (sorted, without repeats) and
-// returns the batch's error, or ctx's if it ends first (the batch still
-// runs the item).
+// returns the item's error from the batch, or ctx's if it ends first (the
+// batch still runs the item).
 func (s *skuBatchers[T]) do(ctx context.Context, skus []orderflow.SKU, item T) error {
 	key := skuSetKey(skus)
 	s.mu.Lock()
@@ -288,13 +283,6 @@ func (s *skuBatchers[T]) do(ctx context.Context, skus []orderflow.SKU, item T) e
 	}
 	s.mu.Unlock()
 	return cmp.Or(cerr, err)
-}
-
-// size returns how many SKU lists have a batcher now.
-func (s *skuBatchers[T]) size() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
 }
 
 // batchCommandID is the command id of an append for the reactions to
@@ -370,11 +358,17 @@ func (p *Participants) reserveBatch(skus []orderflow.SKU, items []toReserve) []e
 		}
 		return nil
 	})
-	out := make([]error, len(items))
+	if err == nil && itemErrs != nil {
+		return itemErrs
+	}
+	return eachGets(err, len(items))
+}
+
+// eachGets returns err once for each of n items.
+func eachGets(err error, n int) []error {
+	out := make([]error, n)
 	for i := range out {
-		if out[i] = err; err == nil && itemErrs != nil {
-			out[i] = itemErrs[i]
-		}
+		out[i] = err
 	}
 	return out
 }

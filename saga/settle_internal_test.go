@@ -135,6 +135,13 @@ func TestASettleBatchDecidesEveryItemOfAnOrder(t *testing.T) {
 	}
 }
 
+// size returns how many SKU lists have a batcher now.
+func (s *skuBatchers[T]) size() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
 // The inventory keeps no batcher for an SKU list once its items are
 // answered: orders of many lines name lists that are mostly all different,
 // and batchers kept for good grew with every order.

@@ -41,8 +41,12 @@ as_pg() {
 # The server runs as postgres when this runs as root: a checkout it cannot
 # reach (under a home directory only root may enter, say) keeps its cluster
 # in postgres's home instead, named after the checkout.
-if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1 && ! runuser -u postgres -- test -x "$root"; then
-  data="/var/lib/postgresql/orderflow-$(printf '%s' "$root" | sha256sum | cut -c1-12)"
+away_from_checkout() {
+  [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1 && ! runuser -u postgres -- test -x "$root"
+}
+away="/var/lib/postgresql/orderflow-$(printf '%s' "$root" | sha256sum | cut -c1-12)"
+if away_from_checkout; then
+  data=$away
 fi
 
 if [ "${1:-}" = stop ]; then
@@ -64,8 +68,8 @@ fi
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 fi
-if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$root"; then
-  data="/var/lib/postgresql/orderflow-$(printf '%s' "$root" | sha256sum | cut -c1-12)"
+if away_from_checkout; then # the user may be new: decided again
+  data=$away
   mkdir -p /var/lib/postgresql
   log "the postgres user cannot reach $root: the cluster lives in $data"
 fi
